@@ -1,0 +1,54 @@
+"""``dinosearch`` command line: a table of subcommands, each a thin wrapper in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name → (module under dinosearch.cli, one-line help). Each module has add_arguments(p) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "backbones": ("backbones", "list the known backbone names"),
+    "embed": ("embed", "images → backbone features (+ Parquet metadata)"),
+    "train": ("train", "train a domain adapter on cached augmented views"),
+    "index": ("index", "features (+ adapter) → FAISS index folder"),
+    "search": ("search", "query an index with an image"),
+    "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
+    "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dinosearch", description="Image search on domain-adapted DINOv2 embeddings."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"dinosearch.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"dinosearch.cli.{module}":
+                raise
+            continue  # command not built yet
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(sub)
+        sub.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; user errors print one line (no traceback) and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"dinosearch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dinosearch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Flags shared by several subcommands, mapped one-to-one onto load_backbone's arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+from dinosearch.backbone import Backbone, load_backbone
+from dinosearch.runtime import resolve_device
+
+
+def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2_vits14") -> None:
+    g = p.add_argument_group("backbone")
+    g.add_argument("--backbone", default=default, help="backbone name (see `dinosearch backbones`)")
+    g.add_argument(
+        "--weights",
+        default="pretrained",
+        help="'pretrained' (Hugging Face hub / local cache), 'random' (seeded, untrained) or a file path",
+    )
+    g.add_argument("--image-size", type=int, default=224, help="crop side in pixels, multiple of 14")
+    g.add_argument("--pooling", choices=["cls", "cls+mean"], default="cls",
+                   help="CLS token, or CLS concatenated with the mean of patch tokens")
+    g.add_argument("--seed", type=int, default=0, help="seed for random weights and augmentations")
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: by device)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def backbone_from_args(args: argparse.Namespace) -> Backbone:
+    return load_backbone(
+        args.backbone,
+        args.weights,
+        image_size=args.image_size,
+        pooling=args.pooling,
+        seed=args.seed,
+        device=resolve_device(args.device),
+    )

@@ -1,0 +1,166 @@
+"""The features folder that ``dinosearch embed`` writes and every later stage reads.
+
+Layout of ``OUT/``::
+
+    features.npy       (N, D) float32 backbone features; row i belongs to metadata row i
+    metadata.parquet   id, path, label and every manifest column, one row per vector
+    skipped.csv        path, reason: files that could not be embedded
+    manifest.json      backbone info and fingerprint, count, dim, checksums, source, date
+
+Large jobs write shards into ``OUT.partial/`` first; ``resume=True`` keeps finished shards.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dinosearch.backbone import Backbone
+from dinosearch.data import records_fingerprint
+from dinosearch.features import iter_features
+from dinosearch.runtime import package_version
+from dinosearch.storage import read_json, replace_dir, sha256_file, write_json
+
+
+@dataclass
+class FeatureSet:
+    """Features and their row-aligned metadata, as stored by ``embed``."""
+
+    features: np.ndarray  # (N, D) float32, may be memory-mapped
+    metadata: pd.DataFrame  # N rows: id, path, [label], …
+    manifest: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["backbone"]["fingerprint"])
+
+
+def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
+    """Open an ``embed`` output folder; check counts and dimension (and checksums with ``verify``)."""
+    root = Path(folder)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not a features folder (no manifest.json); make one with `dinosearch embed`"
+        )
+    manifest = read_json(manifest_path)
+    for name in ("features.npy", "metadata.parquet"):
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; re-run `dinosearch embed`")
+        if verify and sha256_file(path) != manifest["checksums"][name]:
+            raise ValueError(f"{path}: checksum differs from manifest.json; the file was altered")
+    features = np.load(root / "features.npy", mmap_mode="r")
+    metadata = pd.read_parquet(root / "metadata.parquet")
+    count, dim = int(manifest["count"]), int(manifest["dim"])
+    if features.shape != (count, dim):
+        raise ValueError(f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}")
+    if len(metadata) != count:
+        raise ValueError(f"{root / 'metadata.parquet'}: {len(metadata)} rows, manifest says {count}")
+    return FeatureSet(features, metadata, manifest)
+
+
+def embed_to_folder(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    out: str | Path,
+    *,
+    pre_skipped: pd.DataFrame | None = None,
+    shard_size: int = 4096,
+    resume: bool = False,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    source: str = "",
+    progress: bool = True,
+) -> FeatureSet:
+    """Embed every record into ``out`` (see module docstring); bad files are skipped and listed."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    plan = {
+        "fingerprint": backbone.fingerprint,
+        "images": records_fingerprint(records),
+        "count": len(records),
+        "shard_size": shard_size,
+    }
+    if partial.exists() and not (resume and _same_plan(partial, plan)):
+        if resume:
+            raise ValueError(
+                f"{partial} was made by another backbone or image set; run again without --resume"
+            )
+        shutil.rmtree(partial)
+    (partial / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(partial / "plan.json", plan)
+    paths = records["path"].tolist()
+    for start in range(0, len(records), shard_size):
+        shard = partial / "shards" / f"{start // shard_size:05d}.npz"
+        if shard.exists():
+            continue  # finished before an interruption
+        _embed_shard(paths, start, min(start + shard_size, len(records)), shard, backbone,
+                     batch_size, num_workers, progress)
+    return _consolidate(records, backbone, partial, out, pre_skipped, source)
+
+
+def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
+    try:
+        return read_json(partial / "plan.json") == plan
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _embed_shard(paths: list[str], start: int, stop: int, shard: Path, backbone: Backbone,
+                 batch_size: int, num_workers: int | None, progress: bool) -> None:
+    from dinosearch.features import extract_features
+
+    desc = f"embed {start}-{stop - 1}" if progress else False
+    pos, feats, failures = extract_features(
+        paths[start:stop], backbone, batch_size=batch_size, num_workers=num_workers, progress=desc
+    )
+    fail_pos = np.array([start + i for i, _ in failures], dtype=np.int64)
+    fail_reason = np.array([r for _, r in failures], dtype=str)
+    tmp = shard.with_name(shard.stem + ".tmp.npz")
+    np.savez(tmp, positions=pos + start, features=feats, fail_pos=fail_pos, fail_reason=fail_reason)
+    tmp.replace(shard)  # a shard either exists whole or not at all
+
+
+def _consolidate(records: pd.DataFrame, backbone: Backbone, partial: Path, out: Path,
+                 pre_skipped: pd.DataFrame | None, source: str) -> FeatureSet:
+    positions, chunks, fail_pos, fail_reason = [], [], [], []
+    for shard in sorted((partial / "shards").glob("*.npz")):
+        with np.load(shard) as z:
+            positions.append(z["positions"])
+            chunks.append(z["features"])
+            fail_pos.extend(z["fail_pos"].tolist())
+            fail_reason.extend(z["fail_reason"].tolist())
+    kept = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
+    features = np.concatenate(chunks).astype(np.float32) if chunks else np.empty((0, backbone.embed_dim), np.float32)
+    metadata = records.iloc[kept].reset_index(drop=True)
+    skipped = pd.DataFrame({"path": records["path"].iloc[fail_pos].tolist(), "reason": fail_reason})
+    if pre_skipped is not None and len(pre_skipped):
+        skipped = pd.concat([pre_skipped[["path", "reason"]], skipped], ignore_index=True)
+    result = partial / "result"
+    result.mkdir(exist_ok=True)
+    np.save(result / "features.npy", features)
+    metadata.to_parquet(result / "metadata.parquet", index=False)
+    skipped.to_csv(result / "skipped.csv", index=False)
+    manifest = {
+        "kind": "features",
+        "backbone": backbone.info(),
+        "count": int(len(metadata)),
+        "dim": int(backbone.embed_dim),
+        "skipped": int(len(skipped)),
+        "source": source,
+        "images": records_fingerprint(metadata),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dinosearch_version": package_version(),
+        "checksums": {n: sha256_file(result / n) for n in ("features.npy", "metadata.parquet")},
+    }
+    write_json(result / "manifest.json", manifest)
+    replace_dir(result, out)
+    shutil.rmtree(partial, ignore_errors=True)
+    return FeatureSet(np.load(out / "features.npy", mmap_mode="r"), metadata, manifest)
