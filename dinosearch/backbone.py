@@ -158,11 +158,11 @@ def load_backbone(
     if pooling not in ("cls", "cls+mean"):
         raise ValueError(f"pooling {pooling!r} must be 'cls' or 'cls+mean'")
     spec = BACKBONES[name]
-    model = _build(spec, seed)
-    if weights == "random":
+    path = None if weights == "random" else _hub_file(name, spec) if weights == "pretrained" else Path(weights)
+    model = _build(spec, seed)  # after the weights are found: fail fast when they are not
+    if path is None:
         identity, random_init = f"random(seed={seed})", True
     else:
-        path = _hub_file(name, spec) if weights == "pretrained" else Path(weights)
         identity = _load_weights(model, path, name)
         if weights == "pretrained":
             identity = _hub_identity(spec, path)
@@ -233,6 +233,11 @@ def _hub_file(name: str, spec: BackboneSpec) -> Path:
             f"pretrained weights for {name} ({spec.hub_repo}) are not cached and HF_HUB_OFFLINE is set; "
             f"{where}. {ways_out}"
         )
+    if not _reachable(constants.ENDPOINT):
+        raise WeightsUnavailableError(
+            f"pretrained weights for {name} ({spec.hub_repo}) are not cached and {constants.ENDPOINT} "
+            f"cannot be reached; {where}. {ways_out}"
+        )
     try:
         return Path(hf_hub_download(spec.hub_repo, "model.safetensors", etag_timeout=5))
     except Exception as e:
@@ -240,6 +245,22 @@ def _hub_file(name: str, spec: BackboneSpec) -> Path:
             f"pretrained weights for {name} ({spec.hub_repo}) could not be downloaded "
             f"({type(e).__name__}) and are not cached; {where}. {ways_out}"
         ) from e
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Fail fast when the hub's host does not resolve or answer (huggingface_hub retries for ~30 s)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a proxy decides; let huggingface_hub try
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _hub_identity(spec: BackboneSpec, path: Path) -> str:

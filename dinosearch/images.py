@@ -122,7 +122,7 @@ def _scale_to_l(arr: np.ndarray) -> Image.Image:
         arr = arr[..., 0]
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
     scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-    return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8), mode="L")
+    return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8))
 
 
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> Image.Image:
@@ -164,5 +164,5 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> Image.Image:
         arr = np.asarray(arr)
         if arr.dtype != np.uint8:
             arr = (arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="RGB")
+        return Image.fromarray(arr)
     raise ImageReadError(label, f"unsupported DICOM PhotometricInterpretation {photometric!r}")
