@@ -157,3 +157,13 @@ def test_pretrained_offline_without_cache_fails_fast_and_clearly(tmp_path: Path)
     assert "Traceback" not in proc.stderr
     for needle in ("dinov2_vitb14", str(tmp_path / "hf"), "--weights PATH", "--weights random"):
         assert needle in proc.stderr, (needle, proc.stderr)
+
+
+def test_openclip_backbone_random_and_errors() -> None:
+    bb = load_backbone("openclip:ViT-S-32", "random")
+    with torch.inference_mode():
+        assert bb(batch(224, n=1)).shape == (1, bb.embed_dim)
+    assert bb.fingerprint.startswith("openclip:ViT-S-32|random(seed=0)|224px")
+    assert bb.preprocess.mean[0] == pytest.approx(0.48145466)  # CLIP statistics, from its own config
+    with pytest.raises(ValueError, match="hf-hub"):
+        load_backbone("openclip:ViT-S-32", "pretrained")

@@ -1,0 +1,86 @@
+"""OpenCLIP image towers (e.g. BiomedCLIP) as comparison backbones: ``openclip:<model>``.
+
+``openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`` loads through the hub
+cache; ``openclip:ViT-B-32`` with ``--weights PATH`` loads a local checkpoint; ``--weights random``
+builds an untrained tower for offline pipelines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dinosearch.backbone import Backbone, Preprocess, WeightsUnavailableError, file_sha256
+
+
+def load_openclip(
+    name: str, weights: str, *, image_size: int, seed: int, device: str | torch.device
+) -> Backbone:
+    """Build ``openclip:<model>``; the image tower's output is the feature (B, output_dim)."""
+    import open_clip
+
+    model_name = name.removeprefix("openclip:")
+    torch.manual_seed(seed)
+    try:
+        if weights == "random":
+            model = open_clip.create_model(model_name, pretrained=None)
+            identity = f"random(seed={seed})"
+        elif weights == "pretrained":
+            if not model_name.startswith("hf-hub:"):
+                raise ValueError(
+                    f"{name}: pretrained OpenCLIP weights come from the hub as openclip:hf-hub:<repo>; "
+                    "otherwise pass --weights PATH or --weights random"
+                )
+            model = open_clip.create_model(model_name)  # hf-hub: names carry their weights
+            identity = f"hf:{model_name.removeprefix('hf-hub:')}"
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file {path} does not exist; check --weights")
+            model = open_clip.create_model(model_name, pretrained=str(path))
+            identity = f"sha256:{file_sha256(path)[:16]}"
+    except (FileNotFoundError, ValueError):
+        raise
+    except RuntimeError as e:
+        if "Unknown model" in str(e) or "not found" in str(e).lower():
+            raise ValueError(f"unknown OpenCLIP model {model_name!r}; see open_clip.list_models()") from e
+        raise WeightsUnavailableError(
+            f"OpenCLIP weights for {model_name} could not be loaded ({e}); pass --weights PATH or "
+            "--weights random"
+        ) from e
+    except Exception as e:  # hub errors: offline, missing cache
+        raise WeightsUnavailableError(
+            f"OpenCLIP weights for {model_name} could not be loaded ({type(e).__name__}); they are fetched "
+            "through the Hugging Face cache: pass --weights PATH or --weights random"
+        ) from e
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", image_size)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    visual = model.visual
+    visual.output_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
+    model.eval().requires_grad_(False)
+    tower = _ImageTower(model, visual.output_dim)
+    preprocess = Preprocess(
+        image_size=size,
+        resize_size=size,  # CLIP recipe: resize the short side to the crop size, then centre-crop
+        interpolation=str(cfg.get("interpolation", "bicubic")),
+        mean=tuple(float(m) for m in cfg["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(s) for s in cfg["std"]),  # type: ignore[arg-type]
+    )
+    load_args = {"name": name, "weights": weights if weights in ("pretrained", "random")
+                 else str(Path(weights).resolve()), "image_size": image_size, "pooling": "cls", "seed": seed}
+    return Backbone(tower, name=name, weights=identity, preprocess=preprocess,
+                    random_init=weights == "random", load_args=load_args).to(device)
+
+
+class _ImageTower(torch.nn.Module):
+    """Only the image side of a CLIP model, so the text tower's weights are not held for nothing."""
+
+    def __init__(self, model: torch.nn.Module, output_dim: int) -> None:
+        super().__init__()
+        self.visual = model.visual
+        self.output_dim = output_dim
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.visual(images)
