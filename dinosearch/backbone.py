@@ -103,7 +103,9 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → (B, D) float32."""
         if hasattr(self.model, "forward_features") and hasattr(self.model, "num_prefix_tokens"):
-            tokens = self.model.forward_features(images)  # (B, prefix + N, width), final norm applied
+            tokens = self.model.forward_features(
+                images
+            )  # (B, prefix + N, width), final norm applied
             cls = tokens[:, 0]
             if self.pooling == "cls+mean":
                 patch_mean = tokens[:, self.model.num_prefix_tokens :].mean(dim=1)
@@ -154,11 +156,19 @@ def load_backbone(
             f"unknown backbone {name!r}; known: {', '.join(list_backbones())} or openclip:<model>"
         )
     if image_size % 14:
-        raise ValueError(f"--image-size {image_size} must be a multiple of the patch size 14 (e.g. 224)")
+        raise ValueError(
+            f"--image-size {image_size} must be a multiple of the patch size 14 (e.g. 224)"
+        )
     if pooling not in ("cls", "cls+mean"):
         raise ValueError(f"pooling {pooling!r} must be 'cls' or 'cls+mean'")
     spec = BACKBONES[name]
-    path = None if weights == "random" else _hub_file(name, spec) if weights == "pretrained" else Path(weights)
+    path = (
+        None
+        if weights == "random"
+        else _hub_file(name, spec)
+        if weights == "pretrained"
+        else Path(weights)
+    )
     model = _build(spec, seed)  # after the weights are found: fail fast when they are not
     if path is None:
         identity, random_init = f"random(seed={seed})", True
@@ -169,11 +179,21 @@ def load_backbone(
         random_init = False
     preprocess = _preprocess(model, image_size)
     backbone = Backbone(
-        model, name=name, weights=identity, preprocess=preprocess, pooling=pooling,
+        model,
+        name=name,
+        weights=identity,
+        preprocess=preprocess,
+        pooling=pooling,
         random_init=random_init,
-        load_args={"name": name, "weights": weights if weights in ("pretrained", "random")
-                   else str(Path(weights).resolve()), "image_size": image_size, "pooling": pooling,
-                   "seed": seed},
+        load_args={
+            "name": name,
+            "weights": weights
+            if weights in ("pretrained", "random")
+            else str(Path(weights).resolve()),
+            "image_size": image_size,
+            "pooling": pooling,
+            "seed": seed,
+        },
     )
     return backbone.to(device)
 
@@ -182,7 +202,9 @@ def backbone_from_info(info: dict[str, Any], *, device: str | torch.device = "cp
     """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different."""
     args = info.get("load_args")
     if not args:
-        raise ValueError(f"manifest backbone entry {info.get('fingerprint')!r} has no load_args; re-embed")
+        raise ValueError(
+            f"manifest backbone entry {info.get('fingerprint')!r} has no load_args; re-embed"
+        )
     backbone = load_backbone(**args, device=device)
     if backbone.fingerprint != info["fingerprint"]:
         raise ValueError(
@@ -197,7 +219,11 @@ def _build(spec: BackboneSpec, seed: int) -> nn.Module:
 
     torch.manual_seed(seed)  # timm's init draws from the global generator
     return timm.create_model(
-        spec.timm_arch, pretrained=False, num_classes=0, dynamic_img_size=True, **dict(spec.overrides)
+        spec.timm_arch,
+        pretrained=False,
+        num_classes=0,
+        dynamic_img_size=True,
+        **dict(spec.overrides),
     )
 
 
@@ -257,7 +283,9 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return True  # a proxy decides; let huggingface_hub try
     parsed = urlparse(url)
     try:
-        socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout).close()
+        socket.create_connection(
+            (parsed.hostname or "", parsed.port or 443), timeout=timeout
+        ).close()
         return True
     except OSError:
         return False

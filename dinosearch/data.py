@@ -35,7 +35,9 @@ def load_records(
     if src.is_file() and src.suffix.lower() in (".csv", ".parquet", ".pq"):
         return _from_manifest(src, path_column), _empty_skipped()
     if not src.exists():
-        raise FileNotFoundError(f"--images {src} does not exist; give an image folder or a manifest")
+        raise FileNotFoundError(
+            f"--images {src} does not exist; give an image folder or a manifest"
+        )
     raise ValueError(f"--images {src}: expected a folder or a .csv/.parquet manifest")
 
 
@@ -51,14 +53,18 @@ def _from_folder(root: Path, label_from_folder: bool) -> tuple[pd.DataFrame, pd.
             continue  # hidden files and folders (.DS_Store, .git) are not data
         suffix = path.suffix.lower()
         if suffix and suffix not in IMAGE_SUFFIXES:  # files without suffix may be DICOM
-            skipped.append({"path": str(path.resolve()), "reason": f"not an image file type ({suffix})"})
+            skipped.append(
+                {"path": str(path.resolve()), "reason": f"not an image file type ({suffix})"}
+            )
             continue
         row = {"id": rel.with_suffix("").as_posix(), "path": str(path.resolve())}
         if label_from_folder and len(rel.parts) > 1:
             row["label"] = rel.parts[-2]
         rows.append(row)
     if not rows:
-        raise ValueError(f"--images {root}: no image files found (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise ValueError(
+            f"--images {root}: no image files found (looked for {sorted(IMAGE_SUFFIXES)})"
+        )
     records = pd.DataFrame(rows)
     if "label" in records:
         records["label"] = records["label"].astype(object)
@@ -77,7 +83,9 @@ def _from_manifest(manifest: Path, path_column: str | None) -> pd.DataFrame:
             f"columns are {list(table.columns)}; pass --path-column"
         )
     base = manifest.resolve().parent
-    paths = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column].astype(str)]
+    paths = [
+        str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column].astype(str)
+    ]
     records = table.copy()
     records["path"] = paths
     id_column = next((c for c in ID_COLUMNS if c in table.columns), None)

@@ -26,7 +26,9 @@ class ImageDataset(Dataset[Item]):
     augmentations repeat exactly whatever the number of workers.
     """
 
-    def __init__(self, paths: Sequence[str], transform: ImageTransform, seed: int | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[str], transform: ImageTransform, seed: int | None = None
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.seed = seed
@@ -98,7 +100,9 @@ def iter_features(
         prefetch_factor=4 if workers else None,
     )
     autocast: Callable[[], object] = (
-        (lambda: torch.autocast("cuda", dtype=torch.float16)) if device.type == "cuda" else nullcontext
+        (lambda: torch.autocast("cuda", dtype=torch.float16))
+        if device.type == "cuda"
+        else nullcontext
     )
     desc = progress if isinstance(progress, str) else "embed"
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:

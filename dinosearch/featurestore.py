@@ -23,7 +23,6 @@ import pandas as pd
 
 from dinosearch.backbone import Backbone
 from dinosearch.data import records_fingerprint
-from dinosearch.features import iter_features
 from dinosearch.runtime import package_version
 from dinosearch.storage import read_json, replace_dir, sha256_file, write_json
 
@@ -60,9 +59,13 @@ def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
     metadata = pd.read_parquet(root / "metadata.parquet")
     count, dim = int(manifest["count"]), int(manifest["dim"])
     if features.shape != (count, dim):
-        raise ValueError(f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}")
+        raise ValueError(
+            f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}"
+        )
     if len(metadata) != count:
-        raise ValueError(f"{root / 'metadata.parquet'}: {len(metadata)} rows, manifest says {count}")
+        raise ValueError(
+            f"{root / 'metadata.parquet'}: {len(metadata)} rows, manifest says {count}"
+        )
     return FeatureSet(features, metadata, manifest)
 
 
@@ -101,8 +104,16 @@ def embed_to_folder(
         shard = partial / "shards" / f"{start // shard_size:05d}.npz"
         if shard.exists():
             continue  # finished before an interruption
-        _embed_shard(paths, start, min(start + shard_size, len(records)), shard, backbone,
-                     batch_size, num_workers, progress)
+        _embed_shard(
+            paths,
+            start,
+            min(start + shard_size, len(records)),
+            shard,
+            backbone,
+            batch_size,
+            num_workers,
+            progress,
+        )
     return _consolidate(records, backbone, partial, out, pre_skipped, source)
 
 
@@ -113,8 +124,16 @@ def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
         return False
 
 
-def _embed_shard(paths: list[str], start: int, stop: int, shard: Path, backbone: Backbone,
-                 batch_size: int, num_workers: int | None, progress: bool) -> None:
+def _embed_shard(
+    paths: list[str],
+    start: int,
+    stop: int,
+    shard: Path,
+    backbone: Backbone,
+    batch_size: int,
+    num_workers: int | None,
+    progress: bool,
+) -> None:
     from dinosearch.features import extract_features
 
     desc = f"embed {start}-{stop - 1}" if progress else False
@@ -128,8 +147,14 @@ def _embed_shard(paths: list[str], start: int, stop: int, shard: Path, backbone:
     tmp.replace(shard)  # a shard either exists whole or not at all
 
 
-def _consolidate(records: pd.DataFrame, backbone: Backbone, partial: Path, out: Path,
-                 pre_skipped: pd.DataFrame | None, source: str) -> FeatureSet:
+def _consolidate(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    partial: Path,
+    out: Path,
+    pre_skipped: pd.DataFrame | None,
+    source: str,
+) -> FeatureSet:
     positions, chunks, fail_pos, fail_reason = [], [], [], []
     for shard in sorted((partial / "shards").glob("*.npz")):
         with np.load(shard) as z:
@@ -138,7 +163,11 @@ def _consolidate(records: pd.DataFrame, backbone: Backbone, partial: Path, out: 
             fail_pos.extend(z["fail_pos"].tolist())
             fail_reason.extend(z["fail_reason"].tolist())
     kept = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-    features = np.concatenate(chunks).astype(np.float32) if chunks else np.empty((0, backbone.embed_dim), np.float32)
+    features = (
+        np.concatenate(chunks).astype(np.float32)
+        if chunks
+        else np.empty((0, backbone.embed_dim), np.float32)
+    )
     metadata = records.iloc[kept].reset_index(drop=True)
     skipped = pd.DataFrame({"path": records["path"].iloc[fail_pos].tolist(), "reason": fail_reason})
     if pre_skipped is not None and len(pre_skipped):

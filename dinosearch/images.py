@@ -16,7 +16,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # A 100-megapixel film is already far beyond any radiograph; larger files are refused, not decoded.
 MAX_PIXELS = 100_000_000
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"} | DICOM_SUFFIXES
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".gif",
+} | DICOM_SUFFIXES
 
 
 class ImageReadError(ValueError):
@@ -134,14 +143,17 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> Image.Image:
     except Exception as e:
         raise ImageReadError(label, f"not a readable DICOM file ({e})") from e
     if "PixelData" not in ds:
-        raise ImageReadError(label, "DICOM file has no pixel data (a report or structured document?)")
+        raise ImageReadError(
+            label, "DICOM file has no pixel data (a report or structured document?)"
+        )
     _check_size(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)), label, max_pixels)
     try:
         arr = ds.pixel_array
     except Exception as e:
         raise ImageReadError(
-            label, f"cannot decode DICOM pixel data ({e}); compressed transfer syntaxes need "
-            "pylibjpeg or gdcm installed"
+            label,
+            f"cannot decode DICOM pixel data ({e}); compressed transfer syntaxes need "
+            "pylibjpeg or gdcm installed",
         ) from e
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     frames = int(ds.get("NumberOfFrames", 1) or 1)

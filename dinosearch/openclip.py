@@ -44,7 +44,9 @@ def load_openclip(
         raise
     except RuntimeError as e:
         if "Unknown model" in str(e) or "not found" in str(e).lower():
-            raise ValueError(f"unknown OpenCLIP model {model_name!r}; see open_clip.list_models()") from e
+            raise ValueError(
+                f"unknown OpenCLIP model {model_name!r}; see open_clip.list_models()"
+            ) from e
         raise WeightsUnavailableError(
             f"OpenCLIP weights for {model_name} could not be loaded ({e}); pass --weights PATH or "
             "--weights random"
@@ -68,10 +70,21 @@ def load_openclip(
         mean=tuple(float(m) for m in cfg["mean"]),  # type: ignore[arg-type]
         std=tuple(float(s) for s in cfg["std"]),  # type: ignore[arg-type]
     )
-    load_args = {"name": name, "weights": weights if weights in ("pretrained", "random")
-                 else str(Path(weights).resolve()), "image_size": image_size, "pooling": "cls", "seed": seed}
-    return Backbone(tower, name=name, weights=identity, preprocess=preprocess,
-                    random_init=weights == "random", load_args=load_args).to(device)
+    load_args = {
+        "name": name,
+        "weights": weights if weights in ("pretrained", "random") else str(Path(weights).resolve()),
+        "image_size": image_size,
+        "pooling": "cls",
+        "seed": seed,
+    }
+    return Backbone(
+        tower,
+        name=name,
+        weights=identity,
+        preprocess=preprocess,
+        random_init=weights == "random",
+        load_args=load_args,
+    ).to(device)
 
 
 class _ImageTower(torch.nn.Module):

@@ -18,7 +18,9 @@ def resolve_device(device: DeviceName = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+        raise ValueError(
+            f"device {device!r} was asked for but CUDA is not available; use --device cpu"
+        )
     return dev
 
 

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from dinosearch.backbone import Preprocess
 
@@ -34,7 +33,9 @@ def eval_transform(pre: Preprocess) -> ImageTransform:
     """
     pipeline = v2.Compose(
         [
-            v2.Resize(pre.resize_size, interpolation=interpolation(pre.interpolation), antialias=True),
+            v2.Resize(
+                pre.resize_size, interpolation=interpolation(pre.interpolation), antialias=True
+            ),
             v2.CenterCrop(pre.image_size),
             *to_model_input(pre),
         ]

@@ -64,3 +64,26 @@ def cxr_dir() -> Path:
     if not (CXR_DIR / "manifest.parquet").is_file():
         pytest.skip(f"real chest X-rays not found at {CXR_DIR}")
     return CXR_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> Path:
+    """`dinosearch demo` run once on the synthetic images (as a manifest with patient and source
+    columns) with the tiny backbone; returns its root (runs/, indexes/t-raw, indexes/t-adapted, reports/t)."""
+    import pandas as pd
+
+    from dinosearch.cli import main
+
+    root = tmp_path_factory.mktemp("demo")
+    paths = sorted(str(p) for p in image_folder.rglob("*.*"))
+    pd.DataFrame({
+        "path": paths,
+        "label": [p.split("/")[-2] for p in paths],
+        "patient_id": [f"p{i // 2}" for i in range(len(paths))],
+        "source_repo": [f"s{i % 2}" for i in range(len(paths))],
+    }).to_csv(root / "images.csv", index=False)
+    argv = ["demo", "--images", str(root / "images.csv"), "--root", str(root), "--name", "t",
+            "--backbone", TINY, "--weights", "random", "--image-size", str(TINY_SIZE), "--views", "1",
+            "--epochs", "2", "--k", "1,3", "--bootstrap", "50", "--no-progress", "--workers", "0"]
+    assert main(argv) == 0
+    return root

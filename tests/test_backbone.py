@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, TINY_SIZE
 from PIL import Image
 
 from dinosearch.backbone import (
@@ -21,8 +22,6 @@ from dinosearch.backbone import (
     read_state_dict,
 )
 from dinosearch.transforms import eval_transform
-
-from conftest import TINY, TINY_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,9 +148,22 @@ def test_pretrained_offline_without_cache_fails_fast_and_clearly(tmp_path: Path)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     Image.new("L", (32, 32)).save(tmp_path / "x.png")
     proc = subprocess.run(
-        [sys.executable, "-m", "dinosearch", "embed", "--images", str(tmp_path),
-         "--out", str(tmp_path / "o"), "--backbone", "dinov2_vitb14"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "dinosearch",
+            "embed",
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--backbone",
+            "dinov2_vitb14",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -164,6 +176,8 @@ def test_openclip_backbone_random_and_errors() -> None:
     with torch.inference_mode():
         assert bb(batch(224, n=1)).shape == (1, bb.embed_dim)
     assert bb.fingerprint.startswith("openclip:ViT-S-32|random(seed=0)|224px")
-    assert bb.preprocess.mean[0] == pytest.approx(0.48145466)  # CLIP statistics, from its own config
+    assert bb.preprocess.mean[0] == pytest.approx(
+        0.48145466
+    )  # CLIP statistics, from its own config
     with pytest.raises(ValueError, match="hf-hub"):
         load_backbone("openclip:ViT-S-32", "pretrained")

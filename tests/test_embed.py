@@ -14,12 +14,20 @@ from conftest import TINY, TINY_SIZE
 from dinosearch import featurestore
 from dinosearch.cli import main
 from dinosearch.data import load_records
-from dinosearch.featurestore import embed_to_folder, load_features
 from dinosearch.features import extract_features
+from dinosearch.featurestore import embed_to_folder, load_features
 from dinosearch.images import read_image
 from dinosearch.transforms import eval_transform
 
-TINY_ARGS = ["--backbone", TINY, "--weights", "random", "--image-size", str(TINY_SIZE), "--no-progress"]
+TINY_ARGS = [
+    "--backbone",
+    TINY,
+    "--weights",
+    "random",
+    "--image-size",
+    str(TINY_SIZE),
+    "--no-progress",
+]
 
 
 def add_bad_files(folder: Path) -> list[Path]:
@@ -40,7 +48,9 @@ def test_folder_records_are_stable_and_labelled(image_folder: Path) -> None:
 
 def test_manifest_records_keep_their_columns(tmp_path: Path, image_folder: Path) -> None:
     paths = sorted(str(p.relative_to(image_folder)) for p in image_folder.rglob("*.png"))
-    pd.DataFrame({"file": paths, "patient_id": range(len(paths))}).to_csv(image_folder / "m.csv", index=False)
+    pd.DataFrame({"file": paths, "patient_id": range(len(paths))}).to_csv(
+        image_folder / "m.csv", index=False
+    )
     try:
         records, _ = load_records(image_folder / "m.csv")
     finally:
@@ -57,8 +67,9 @@ def test_manifest_errors_name_the_problem(tmp_path: Path) -> None:
         load_records(tmp_path / "nothing")
 
 
-def test_embed_cli_skips_bad_files_and_aligns_rows(tmp_path: Path, image_folder: Path, tiny_backbone,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_cli_skips_bad_files_and_aligns_rows(
+    tmp_path: Path, image_folder: Path, tiny_backbone, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "imgs"
     shutil.copytree(image_folder, folder)
     add_bad_files(folder)
@@ -70,18 +81,36 @@ def test_embed_cli_skips_bad_files_and_aligns_rows(tmp_path: Path, image_folder:
     assert fs.features.shape == (12, 32) and fs.features.dtype == np.float32
     assert fs.manifest["backbone"]["random_init"] is True
     assert set(pd.read_csv(out / "skipped.csv")["path"].map(lambda p: Path(p).name)) == {
-        "corrupt.png", "empty.jpg", "notes.txt"}
+        "corrupt.png",
+        "empty.jpg",
+        "notes.txt",
+    }
     # Row i of the metadata is vector i: re-embed row 5 alone and compare.
     transform = eval_transform(tiny_backbone.preprocess)
     x = transform(read_image(fs.metadata.loc[5, "path"]))[None]
     with torch.inference_mode():
-        np.testing.assert_allclose(tiny_backbone(x).numpy()[0], fs.features[5], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            tiny_backbone(x).numpy()[0], fs.features[5], rtol=1e-4, atol=1e-5
+        )
 
 
 def test_embed_is_deterministic(tmp_path: Path, image_folder: Path) -> None:
     for name in ("a", "b"):
-        assert main(["embed", "--images", str(image_folder), "--out", str(tmp_path / name),
-                     "--workers", "0", *TINY_ARGS]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    "--images",
+                    str(image_folder),
+                    "--out",
+                    str(tmp_path / name),
+                    "--workers",
+                    "0",
+                    *TINY_ARGS,
+                ]
+            )
+            == 0
+        )
     a, b = load_features(tmp_path / "a"), load_features(tmp_path / "b")
     assert np.array_equal(a.features, b.features)
     assert a.manifest["checksums"] == b.manifest["checksums"]
@@ -113,11 +142,16 @@ def test_resume_after_interruption_redoes_no_finished_shard(
     assert calls == [0, 4] and not out.exists()
     assert len(list((tmp_path / "feats.partial" / "shards").glob("*.npz"))) == 2
 
-    monkeypatch.setattr(featurestore, "_embed_shard", lambda p, s, *a, **k: (calls.append(s), real(p, s, *a, **k)))
-    resumed = embed_to_folder(records, tiny_backbone, out, shard_size=4, resume=True, num_workers=0,
-                              progress=False)
+    monkeypatch.setattr(
+        featurestore, "_embed_shard", lambda p, s, *a, **k: (calls.append(s), real(p, s, *a, **k))
+    )
+    resumed = embed_to_folder(
+        records, tiny_backbone, out, shard_size=4, resume=True, num_workers=0, progress=False
+    )
     assert calls == [0, 4, 8]  # only the unfinished shard ran again
-    _, fresh, _ = extract_features(records["path"].tolist(), tiny_backbone, num_workers=0, progress=False)
+    _, fresh, _ = extract_features(
+        records["path"].tolist(), tiny_backbone, num_workers=0, progress=False
+    )
     np.testing.assert_allclose(resumed.features, fresh, rtol=1e-5, atol=1e-6)
     assert not (tmp_path / "feats.partial").exists()
 
@@ -130,17 +164,25 @@ def test_resume_refuses_another_backbone(tmp_path: Path, image_folder: Path, tin
     partial.mkdir()
     (partial / "plan.json").write_text('{"fingerprint": "other"}')
     with pytest.raises(ValueError, match="another backbone or image set"):
-        embed_to_folder(records, load_backbone(TINY, "random", image_size=TINY_SIZE, seed=5),
-                        tmp_path / "feats", resume=True, progress=False)
+        embed_to_folder(
+            records,
+            load_backbone(TINY, "random", image_size=TINY_SIZE, seed=5),
+            tmp_path / "feats",
+            resume=True,
+            progress=False,
+        )
 
 
-def test_rewrite_keeps_old_output_until_new_one_is_complete(tmp_path: Path, image_folder: Path,
-                                                             tiny_backbone, monkeypatch) -> None:
+def test_rewrite_keeps_old_output_until_new_one_is_complete(
+    tmp_path: Path, image_folder: Path, tiny_backbone, monkeypatch
+) -> None:
     records, _ = load_records(image_folder)
     out = tmp_path / "feats"
     embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)
     before = (out / "features.npy").read_bytes()
-    monkeypatch.setattr(featurestore, "_embed_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(
+        featurestore, "_embed_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
     with pytest.raises(KeyboardInterrupt):
         embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)
     assert (out / "features.npy").read_bytes() == before

@@ -75,7 +75,9 @@ def test_tiff_16bit(tmp_path: Path) -> None:
 
 def test_dicom_monochrome2_applies_rescale_and_window(tmp_path: Path) -> None:
     pixels = ramp(hi=2000)
-    path = write_dicom(tmp_path / "m2.dcm", pixels, slope=2.0, intercept=-1000.0, window=(0.0, 1000.0))
+    path = write_dicom(
+        tmp_path / "m2.dcm", pixels, slope=2.0, intercept=-1000.0, window=(0.0, 1000.0)
+    )
     arr = np.asarray(read_image(path)).astype(int)
     # Rescaled values span -1000..3000; window 0±500 clips: left part black, right part white.
     hu = pixels[0] * 2.0 - 1000.0
@@ -140,7 +142,9 @@ def test_bad_bytes_name_the_file(tmp_path: Path, content: bytes, reason: str) ->
 
 def test_truncated_jpeg(tmp_path: Path) -> None:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, "JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        buf, "JPEG"
+    )
     path = tmp_path / "cut.jpg"
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(ImageReadError, match="truncated|corrupt"):

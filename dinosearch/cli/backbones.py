@@ -16,5 +16,7 @@ def run(args: argparse.Namespace) -> int:
         spec = BACKBONES[name]
         source = spec.hub_repo or "no pretrained weights (tiny, for tests)"
         print(f"{name:22s} timm:{spec.timm_arch:34s} {source}")
-    print("openclip:<model>       OpenCLIP image tower, e.g. openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224")
+    print(
+        "openclip:<model>       OpenCLIP image tower, e.g. openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    )
     return 0

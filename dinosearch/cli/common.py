@@ -16,9 +16,15 @@ def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2
         default="pretrained",
         help="'pretrained' (Hugging Face hub / local cache), 'random' (seeded, untrained) or a file path",
     )
-    g.add_argument("--image-size", type=int, default=224, help="crop side in pixels, multiple of 14")
-    g.add_argument("--pooling", choices=["cls", "cls+mean"], default="cls",
-                   help="CLS token, or CLS concatenated with the mean of patch tokens")
+    g.add_argument(
+        "--image-size", type=int, default=224, help="crop side in pixels, multiple of 14"
+    )
+    g.add_argument(
+        "--pooling",
+        choices=["cls", "cls+mean"],
+        default="cls",
+        help="CLS token, or CLS concatenated with the mean of patch tokens",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed for random weights and augmentations")
 
 
@@ -26,7 +32,9 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: by device)")
+    g.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default: by device)"
+    )
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

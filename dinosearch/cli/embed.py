@@ -10,13 +10,21 @@ from dinosearch.featurestore import embed_to_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="image folder (recursive) or CSV/Parquet manifest")
+    p.add_argument(
+        "--images", required=True, help="image folder (recursive) or CSV/Parquet manifest"
+    )
     p.add_argument("--out", required=True, help="features folder to write")
     p.add_argument("--path-column", default=None, help="manifest column holding image paths")
-    p.add_argument("--no-folder-labels", action="store_true", help="do not take labels from sub-folders")
-    p.add_argument("--limit", type=int, default=None, help="embed only the first N images (stable order)")
+    p.add_argument(
+        "--no-folder-labels", action="store_true", help="do not take labels from sub-folders"
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="embed only the first N images (stable order)"
+    )
     p.add_argument("--shard-size", type=int, default=4096, help="images per shard (resume unit)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run, keeping its shards")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run, keeping its shards"
+    )
     add_backbone_arguments(p)
     add_runtime_arguments(p)
 
@@ -29,11 +37,20 @@ def run(args: argparse.Namespace) -> int:
         records = records.iloc[: args.limit].reset_index(drop=True)
     backbone = backbone_from_args(args)
     if backbone.random_init:
-        print(f"note: {backbone.name} is randomly initialised ({backbone.weights}): features are untrained")
+        print(
+            f"note: {backbone.name} is randomly initialised ({backbone.weights}): features are untrained"
+        )
     result = embed_to_folder(
-        records, backbone, args.out, pre_skipped=passed_over, shard_size=args.shard_size,
-        resume=args.resume, batch_size=args.batch_size, num_workers=args.workers,
-        source=str(args.images), progress=not args.no_progress,
+        records,
+        backbone,
+        args.out,
+        pre_skipped=passed_over,
+        shard_size=args.shard_size,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        source=str(args.images),
+        progress=not args.no_progress,
     )
     skipped = result.manifest["skipped"]
     if skipped:
