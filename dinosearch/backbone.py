@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -102,16 +102,15 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → (B, D) float32."""
-        if hasattr(self.model, "forward_features") and hasattr(self.model, "num_prefix_tokens"):
-            tokens = self.model.forward_features(
-                images
-            )  # (B, prefix + N, width), final norm applied
+        model: Any = self.model
+        if hasattr(model, "forward_features") and hasattr(model, "num_prefix_tokens"):
+            tokens = model.forward_features(images)  # (B, prefix + N, width), final norm applied
             cls = tokens[:, 0]
             if self.pooling == "cls+mean":
-                patch_mean = tokens[:, self.model.num_prefix_tokens :].mean(dim=1)
+                patch_mean = tokens[:, model.num_prefix_tokens :].mean(dim=1)
                 cls = torch.cat([cls, patch_mean], dim=1)
             return cls.float()
-        return self.model.encode_image(images).float()  # OpenCLIP
+        return model.encode_image(images).float()  # OpenCLIP
 
     def info(self) -> dict[str, Any]:
         """Everything a manifest needs to say how features were made."""
@@ -330,7 +329,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _load_weights(model: nn.Module, path: Path, name: str) -> str:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(read_state_dict(path), model)  # converts Meta's key names
+    state = checkpoint_filter_fn(
+        read_state_dict(path), cast(Any, model)
+    )  # converts Meta's key names
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(

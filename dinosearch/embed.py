@@ -40,7 +40,9 @@ def to_vectors(
     out = []
     with torch.inference_mode():
         for start in range(0, len(features), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(features[start : start + batch_size]))
+            chunk = torch.from_numpy(
+                np.array(features[start : start + batch_size])
+            )  # copy: may be a memmap
             out.append(adapter(chunk.to(device)).float().cpu().numpy())
     vectors = np.concatenate(out) if out else np.empty((0, adapter.out_dim), np.float32)
     return l2_normalize(vectors)

@@ -85,8 +85,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int) -> Image.Image:
         img.load()
     except OSError as e:  # truncated or corrupt stream
         raise ImageReadError(label, f"corrupt or truncated image data ({e})") from e
-    img = ImageOps.exif_transpose(img) or img
-    return _to_l_or_rgb(img)
+    upright: Image.Image = ImageOps.exif_transpose(img) or img
+    return _to_l_or_rgb(upright)
 
 
 def _check_size(width: int, height: int, label: str, max_pixels: int) -> None:

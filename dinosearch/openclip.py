@@ -8,6 +8,7 @@ builds an untrained tower for offline pipelines.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -92,7 +93,7 @@ class _ImageTower(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, output_dim: int) -> None:
         super().__init__()
-        self.visual = model.visual
+        self.visual: Any = model.visual
         self.output_dim = output_dim
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

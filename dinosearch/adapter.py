@@ -1,0 +1,192 @@
+"""The domain adapter: a small residual bottleneck MLP on standardised backbone features; save/load it.
+
+An adapter folder holds ``adapter.safetensors`` (weights and the standardisation buffers) and
+``adapter.json`` (its config, the backbone it belongs to, how it was trained, on what, and how it scored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dinosearch.runtime import package_version
+from dinosearch.storage import atomic_write, read_json, sha256_file, write_json
+
+WEIGHTS_FILE = "adapter.safetensors"
+CONFIG_FILE = "adapter.json"
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Shape of a ``DomainAdapter``; 768 → 512 → 768 has about 0.79M parameters."""
+
+    in_dim: int  # backbone feature width (Backbone.embed_dim)
+    bottleneck: int = 512
+    dropout: float = 0.1
+    residual_init: float = (
+        0.1  # the MLP branch starts as a small correction to the standardised input
+    )
+
+    def __post_init__(self) -> None:
+        if self.in_dim < 1 or self.bottleneck < 1:
+            raise ValueError(
+                f"adapter in_dim {self.in_dim} and bottleneck {self.bottleneck} must be ≥ 1"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"adapter dropout {self.dropout} must be in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class DomainAdapter(nn.Module):
+    """(B, in_dim) raw backbone features → (B, in_dim) unit vectors.
+
+    ``z = (x - mean) / std``, then ``y = z + alpha * MLP(z)`` with
+    ``MLP = Linear(in, bottleneck) → LayerNorm → GELU → Dropout → Linear(bottleneck, in)`` and a learnable
+    ``alpha`` starting at ``residual_init``; the output is ``y / ||y||``. ``mean``/``std`` are buffers set
+    from the training features (``set_standardization``) and saved with the weights.
+    """
+
+    mean: torch.Tensor  # (in_dim,) buffers
+    std: torch.Tensor
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.in_dim = config.in_dim
+        self.out_dim = config.in_dim
+        self.fingerprint: str | None = None  # set by save_adapter / load_adapter
+        self.backbone_fingerprint: str | None = None
+        self.register_buffer("mean", torch.zeros(config.in_dim))
+        self.register_buffer("std", torch.ones(config.in_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(config.in_dim, config.bottleneck),
+            nn.LayerNorm(config.bottleneck),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.bottleneck, config.in_dim),
+        )
+        self.alpha = nn.Parameter(torch.tensor(float(config.residual_init)))
+
+    def set_standardization(self, features: np.ndarray | torch.Tensor, eps: float = 1e-6) -> None:
+        """Store the per-dimension mean and std of (N, in_dim) training features."""
+        x = (
+            torch.as_tensor(np.asarray(features, dtype=np.float32))
+            .reshape(-1, self.in_dim)
+            .double()
+        )
+        self.mean.copy_(x.mean(0).float())
+        self.std.copy_(x.std(0, unbiased=False).clamp_min(eps).float())
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) → (B, in_dim) L2-normalised."""
+        z = self.standardize(x.float())
+        return F.normalize(z + self.alpha * self.mlp(z), dim=-1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_adapter(
+    adapter: DomainAdapter,
+    folder: str | Path,
+    *,
+    backbone_fingerprint: str,
+    train_config: dict[str, Any],
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    backbone_info: dict[str, Any] | None = None,
+) -> str:
+    """Write ``folder/adapter.safetensors`` then ``folder/adapter.json`` (each atomically); return the fingerprint.
+
+    ``adapter.json`` is written last and names the weights' checksum, so a crash in between leaves a
+    folder that ``load_adapter`` refuses rather than a silent mix of old and new.
+    """
+    from safetensors.torch import save_file
+
+    root = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
+    atomic_write(root / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    digest = sha256_file(root / WEIGHTS_FILE)
+    fingerprint = digest[:16]
+    write_json(
+        root / CONFIG_FILE,
+        {
+            "kind": "adapter",
+            "fingerprint": fingerprint,
+            "sha256": digest,
+            "adapter_config": asdict(adapter.config),
+            "parameters": adapter.num_parameters(),
+            "backbone_fingerprint": backbone_fingerprint,
+            "backbone": backbone_info,
+            "train_config": train_config,
+            "data": data,
+            "metrics": metrics,
+            "dinosearch_version": package_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    adapter.fingerprint = fingerprint
+    adapter.backbone_fingerprint = backbone_fingerprint
+    return fingerprint
+
+
+def read_adapter_info(folder: str | Path) -> dict[str, Any]:
+    """The ``adapter.json`` of an adapter folder."""
+    root = Path(folder)
+    if not (root / CONFIG_FILE).is_file() or not (root / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{root} is not an adapter folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+            "train one with `dinosearch train`"
+        )
+    return read_json(root / CONFIG_FILE)
+
+
+def load_adapter(
+    folder: str | Path,
+    *,
+    backbone_fingerprint: str | None = None,
+    device: str | torch.device = "cpu",
+) -> DomainAdapter:
+    """Rebuild a saved adapter in eval mode; refuse one trained on another backbone.
+
+    Raises:
+        FileNotFoundError: ``folder`` lacks adapter.json or adapter.safetensors.
+        ValueError: the backbone fingerprints differ, or the weights do not match adapter.json.
+    """
+    from safetensors.torch import load_file
+
+    root = Path(folder)
+    info = read_adapter_info(root)
+    if backbone_fingerprint is not None and info["backbone_fingerprint"] != backbone_fingerprint:
+        raise ValueError(
+            f"adapter {root} was trained on backbone {info['backbone_fingerprint']!r}, not "
+            f"{backbone_fingerprint!r}; use the backbone it was trained on or train a new adapter"
+        )
+    digest = sha256_file(root / WEIGHTS_FILE)
+    if digest != info["sha256"]:
+        raise ValueError(
+            f"{root / WEIGHTS_FILE}: checksum differs from {CONFIG_FILE} (interrupted save or edited "
+            "file); retrain the adapter"
+        )
+    adapter = DomainAdapter(AdapterConfig.from_dict(info["adapter_config"]))
+    try:
+        adapter.load_state_dict(load_file(str(root / WEIGHTS_FILE), device="cpu"), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{root / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} ({e})") from e
+    adapter.fingerprint = digest[:16]
+    adapter.backbone_fingerprint = info["backbone_fingerprint"]
+    return adapter.to(device).eval()
