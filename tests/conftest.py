@@ -76,14 +76,163 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> P
 
     root = tmp_path_factory.mktemp("demo")
     paths = sorted(str(p) for p in image_folder.rglob("*.*"))
-    pd.DataFrame({
-        "path": paths,
-        "label": [p.split("/")[-2] for p in paths],
-        "patient_id": [f"p{i // 2}" for i in range(len(paths))],
-        "source_repo": [f"s{i % 2}" for i in range(len(paths))],
-    }).to_csv(root / "images.csv", index=False)
-    argv = ["demo", "--images", str(root / "images.csv"), "--root", str(root), "--name", "t",
-            "--backbone", TINY, "--weights", "random", "--image-size", str(TINY_SIZE), "--views", "1",
-            "--epochs", "2", "--k", "1,3", "--bootstrap", "50", "--no-progress", "--workers", "0"]
+    pd.DataFrame(
+        {
+            "path": paths,
+            "label": [p.split("/")[-2] for p in paths],
+            "patient_id": [f"p{i // 2}" for i in range(len(paths))],
+            "source_repo": [f"s{i % 2}" for i in range(len(paths))],
+        }
+    ).to_csv(root / "images.csv", index=False)
+    argv = [
+        "demo",
+        "--images",
+        str(root / "images.csv"),
+        "--root",
+        str(root),
+        "--name",
+        "t",
+        "--backbone",
+        TINY,
+        "--weights",
+        "random",
+        "--image-size",
+        str(TINY_SIZE),
+        "--views",
+        "1",
+        "--epochs",
+        "2",
+        "--k",
+        "1,3",
+        "--bootstrap",
+        "50",
+        "--no-progress",
+        "--workers",
+        "0",
+    ]
     assert main(argv) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_backbone) -> Path:
+    """A demo pair for the app: ``indexes/demo-raw``, ``indexes/demo-adapted`` (untrained adapter)
+    of ``image_folder`` with patient_id and view columns (two films per patient), and an eval
+    report under ``reports/demo``."""
+    import pandas as pd
+    import torch
+
+    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+    from dinosearch.cli.evaluate import evaluate_indexes
+    from dinosearch.data import load_records
+    from dinosearch.featurestore import embed_to_folder
+    from dinosearch.index import build_index
+
+    root = tmp_path_factory.mktemp("app")
+    files = sorted(p for p in image_folder.rglob("*") if p.is_file())
+    manifest = pd.DataFrame(
+        {
+            "path": [str(p) for p in files],
+            "label": [p.parent.name for p in files],
+            "patient_id": [f"P{i // 2:02d}" for i in range(len(files))],
+            "view": ["PA" if i % 3 else "AP" for i in range(len(files))],
+        }
+    )
+    manifest.to_csv(root / "manifest.csv", index=False)
+    records, _ = load_records(root / "manifest.csv")
+    features = root / "features"
+    embed_to_folder(records, tiny_backbone, features, batch_size=8, num_workers=0, progress=False)
+    torch.manual_seed(0)  # the untrained adapter's weights
+    save_adapter(
+        DomainAdapter(AdapterConfig(in_dim=tiny_backbone.embed_dim, bottleneck=16)),
+        root / "adapter",
+        backbone_fingerprint=tiny_backbone.fingerprint,
+        train_config={},
+        data={},
+        metrics={},
+    )
+    build_index(features, root / "indexes" / "demo-raw")
+    build_index(features, root / "indexes" / "demo-adapted", adapter_dir=root / "adapter")
+    evaluate_indexes(
+        root / "indexes" / "demo-raw",
+        root / "indexes" / "demo-adapted",
+        root / "reports" / "demo",
+        ks=[1, 5],
+        n_boot=20,
+    )
+    return root
+
+
+# ---- index and search (issue 4) ----
+
+
+def write_features_folder(
+    folder: Path, features: np.ndarray, metadata, backbone_info: dict
+) -> Path:
+    """A features folder as `dinosearch embed` writes it, from arrays (no backbone run)."""
+    import pandas as pd
+
+    from dinosearch.storage import sha256_file, write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "features.npy", np.asarray(features, dtype=np.float32))
+    pd.DataFrame(metadata).to_parquet(folder / "metadata.parquet", index=False)
+    write_json(
+        folder / "manifest.json",
+        {
+            "kind": "features",
+            "backbone": backbone_info,
+            "count": len(features),
+            "dim": int(features.shape[1]),
+            "skipped": 0,
+            "source": "synthetic",
+            "images": f"synthetic-{len(features)}-{float(np.asarray(features).sum()):.6f}",
+            "checksums": {n: sha256_file(folder / n) for n in ("features.npy", "metadata.parquet")},
+        },
+    )
+    return folder
+
+
+def clustered_vectors(n: int, dim: int, *, clusters: int = 50, seed: int = 0) -> np.ndarray:
+    """Seeded unit vectors drawn around ``clusters`` centres: a synthetic set with real neighbours."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_features(
+    image_folder: Path, tiny_backbone, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The dozen synthetic images embedded by the tiny backbone, with group/view columns added."""
+    import pandas as pd
+
+    from dinosearch.data import load_records
+    from dinosearch.featurestore import embed_to_folder
+
+    records, _ = load_records(image_folder)
+    records["patient_id"] = [f"p{i // 2}" for i in range(len(records))]  # two images per patient
+    records["view"] = ["PA" if i % 3 else "AP" for i in range(len(records))]
+    records["age"] = np.arange(len(records)) + 40
+    out = tmp_path_factory.mktemp("features") / "tiny"
+    embed_to_folder(pd.DataFrame(records), tiny_backbone, out, num_workers=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_features(tiny_backbone, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 seeded 32-d features claiming the tiny backbone, with label/view/patient metadata."""
+    n = 300
+    rng = np.random.default_rng(1)
+    meta = {
+        "id": [f"img{i:04d}" for i in range(n)],
+        "path": [f"/nowhere/img{i:04d}.png" for i in range(n)],
+        "label": rng.choice(["normal", "effusion", "pneumonia"], n),
+        "view": rng.choice(["PA", "AP", "LL"], n, p=[0.6, 0.35, 0.05]),
+        "patient_id": [f"p{i // 3}" for i in range(n)],
+    }
+    feats = clustered_vectors(n, 32, clusters=10, seed=1) * 3.0
+    return write_features_folder(
+        tmp_path_factory.mktemp("synthetic") / "f", feats, meta, tiny_backbone.info()
+    )

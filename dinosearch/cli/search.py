@@ -1,0 +1,75 @@
+"""``dinosearch search``: query an index with an image; a readable table, or JSON with --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from dinosearch.runtime import resolve_device
+from dinosearch.search import Searcher
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, help="index folder written by `dinosearch index`")
+    p.add_argument("--image", required=True, nargs="+", help="query image file(s)")
+    p.add_argument("-k", type=int, default=10, help="results per query")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=None,
+        help='keep rows matching "column == value" (or !=); repeat to combine',
+    )
+    p.add_argument(
+        "--exclude-group",
+        default=None,
+        metavar="COLUMN=VALUE",
+        help="drop results whose COLUMN equals VALUE (e.g. patient_id=P123)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--columns",
+        default="rank,score,id,label,path",
+        help="table columns (comma-separated; the JSON has them all)",
+    )
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+
+
+def run(args: argparse.Namespace) -> int:
+    searcher = Searcher(args.index, device=resolve_device(args.device))
+    if searcher.random_init:
+        print(
+            f"warning: {args.index} was built with a randomly initialised backbone "
+            f"({searcher.manifest['backbone']['fingerprint']}): results are not meaningful",
+            file=sys.stderr,
+        )
+    exclude = None
+    if args.exclude_group:
+        column, sep, value = args.exclude_group.partition("=")
+        if not sep:
+            raise ValueError(f"--exclude-group {args.exclude_group!r}: write it as COLUMN=VALUE")
+        exclude = (column.strip(), value.strip())
+    filters = " and ".join(args.filter) if args.filter else None
+    results = searcher.search_images(args.image, args.k, filters=filters, exclude_group=exclude)
+    if args.json:
+        out = [
+            {
+                "query": str(q),
+                "version": searcher.handle.version,
+                "results": json.loads(r.rows.to_json(orient="records")),
+            }
+            for q, r in zip(args.image, results, strict=True)
+        ]
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+        return 0
+    columns = [c.strip() for c in args.columns.split(",")]
+    for query, result in zip(args.image, results, strict=True):
+        print(
+            f"query {query} → {len(result)} results from {args.index} ({searcher.handle.version})"
+        )
+        shown = result.rows[[c for c in columns if c in result.rows.columns]]
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    return 0
