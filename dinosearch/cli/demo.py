@@ -1,0 +1,100 @@
+"""``dinosearch demo``: the main job in one command (embed, index, train, index, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
+from dinosearch.cli.evaluate import parse_ks
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="labelled image folder or CSV/Parquet manifest")
+    p.add_argument("--name", default=None, help="run name (default: from --images)")
+    p.add_argument("--root", default=".", help="where runs/, indexes/ and reports/ live")
+    g = p.add_argument_group("adapter training (see `dinosearch train`)")
+    g.add_argument("--views", type=int, default=2, help="K augmented views cached per image")
+    g.add_argument("--epochs", type=int, default=150, help="cheap: epochs run on cached features")
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="images held out (by group) for a val loss and best-epoch choice; the default 0 trains "
+        "on all (the A/B report is the check): on 600 X-rays 0.15 gave P@10 0.338, 0 gave 0.360",
+    )
+    g.add_argument(
+        "--no-clean-view", action="store_true", help="do not pair views with the clean view"
+    )
+    g.add_argument(
+        "--train-images",
+        type=int,
+        default=1000,
+        help="train on at most this many images (whole groups); 0 = all. View extraction "
+        "costs K backbone passes per training image",
+    )
+    g.add_argument("--preset", default="xray", help="augmentation preset")
+    g.add_argument(
+        "--train-batch-size",
+        type=int,
+        default=64,
+        help="view pairs per step; 64 gives ~4x the steps of 256 and measured better on 600 X-rays",
+    )
+    g.add_argument("--bottleneck", type=int, default=512)
+    g.add_argument("--temperature", type=float, default=0.1)
+    e = p.add_argument_group("evaluation (see `dinosearch eval`)")
+    e.add_argument("--label-column", default=None, help="default: label")
+    e.add_argument(
+        "--group-column", default=None, help="default: patient_id when present; '' = none"
+    )
+    e.add_argument(
+        "--stratify-column", default=None, help="default: source_repo when present; '' = none"
+    )
+    e.add_argument("--k", default="1,5,10,20")
+    e.add_argument("--bootstrap", type=int, default=1000)
+    add_backbone_arguments(p)
+    add_runtime_arguments(p)
+
+
+def default_name(images: str) -> str:
+    path = Path(images).resolve()
+    return (path.parent.name if path.is_file() else path.name) or "demo"
+
+
+def run(args: argparse.Namespace) -> int:
+    from dinosearch.demo import DemoConfig, run_demo
+
+    start = time.perf_counter()
+    train = {
+        "views": args.views,
+        "epochs": args.epochs,
+        "clean_view": not args.no_clean_view,
+        "preset": args.preset,
+        "bottleneck": args.bottleneck,
+        "temperature": args.temperature,
+        "batch_size": args.train_batch_size,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "extract_batch_size": args.batch_size,
+        "num_workers": args.workers,
+    }
+    config = DemoConfig(
+        images=args.images,
+        name=args.name or default_name(args.images),
+        root=Path(args.root),
+        train=train,
+        train_images=args.train_images or None,
+        label_column=args.label_column,
+        group_column=args.group_column,
+        stratify_column=args.stratify_column,
+        ks=tuple(parse_ks(args.k)),
+        n_boot=args.bootstrap,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    text = run_demo(config, backbone_from_args(args))
+    print(text)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return 0

@@ -1,0 +1,367 @@
+"""Raw vs training-free baselines vs adapted retrieval → one JSON-ready result with paired CIs.
+
+Protocols: leave-one-out (every row queries all others) or query set vs gallery (``query_mask``).
+A query never sees itself nor, when groups are given (e.g. ``patient_id``), any item of its group.
+Methods: ``raw`` (the backbone's unit vectors), ``centred`` and ``whitened`` (training-free: mean
+removal and PCA whitening fitted on the gallery's raw features), and ``adapted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dinosearch import metrics
+from dinosearch.embed import l2_normalize
+
+BASELINES = ("raw", "centred", "whitened")
+
+
+@dataclass(frozen=True)
+class Side:
+    """The rows on one side (queries or gallery): ids, (N, L) label indicator, groups, strata."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+    strata: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> Side:
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return Side(self.ids[rows], self.labels[rows], pick(self.groups), pick(self.strata))
+
+
+def _excluded(query: Side, gallery: Side, rows: slice, within_strata: bool) -> np.ndarray:
+    q = query.take(np.arange(len(query.ids))[rows])
+    return metrics.exclusion_mask(
+        q.ids,
+        gallery.ids,
+        q.groups,
+        gallery.groups,
+        q.strata if within_strata else None,
+        gallery.strata if within_strata else None,
+    )
+
+
+def rank_exact(
+    queries: np.ndarray,
+    gallery_vectors: np.ndarray,
+    k: int,
+    query: Side,
+    gallery: Side,
+    *,
+    within_strata: bool = False,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Exact inner-product top-k with exclusions: (Q, D), (G, D) → (Q, k) positions, -1 = none."""
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        rows = slice(start, start + chunk)
+        scores = queries[rows] @ gallery_vectors.T  # (q, G)
+        excluded = _excluded(query, gallery, rows, within_strata)
+        scores = np.where(excluded, -np.inf, scores)
+        kk = min(k, scores.shape[1])
+        top = (
+            np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            if kk < scores.shape[1]
+            else (np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1)))
+        )
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top[np.take_along_axis(excluded, top, axis=1)] = -1
+        out[rows, :kk] = top
+    return out
+
+
+def eligibility(
+    query: Side, gallery: Side, *, within_strata: bool = False, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Q,) relevant eligible items and (Q,) eligible items per query."""
+    n_rel, n_elig = [], []
+    for start in range(0, len(query.ids), chunk):
+        rows = slice(start, start + chunk)
+        excluded = _excluded(query, gallery, rows, within_strata)
+        n_rel.append(
+            metrics.count_relevant(metrics.relevance(query.labels[rows], gallery.labels), excluded)
+        )
+        n_elig.append((~excluded).sum(axis=1))
+    return np.concatenate(n_rel), np.concatenate(n_elig)
+
+
+def fit_whitening(
+    features: np.ndarray, *, dim: int | None = None, shrinkage: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """PCA whitening fitted on (G, D) raw features → (mean (D,), projection (D, d)).
+
+    Components with negligible variance are dropped; ``shrinkage`` adds that fraction of the mean
+    eigenvalue before the inverse square root (0 = plain whitening).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    eigval, eigvec = np.linalg.eigh(centred.T @ centred / max(len(x) - 1, 1))
+    order = np.argsort(eigval)[::-1]
+    eigval, eigvec = eigval[order], eigvec[:, order]
+    keep = int((eigval > eigval[0] * 1e-9).sum()) if len(eigval) else 0
+    keep = min(keep, dim) if dim else keep
+    eigval, eigvec = eigval[:keep], eigvec[:, :keep]
+    scale = 1.0 / np.sqrt(eigval + shrinkage * eigval.mean())
+    return mean.astype(np.float32), (eigvec * scale).astype(np.float32)
+
+
+def baseline_vectors(
+    raw_features: np.ndarray, gallery_rows: np.ndarray, *, whiten_dim: int | None = None
+) -> dict[str, np.ndarray]:
+    """(N, D) raw features → unit vectors raw, centred, whitened (fitted on the gallery rows)."""
+    raw = np.asarray(raw_features, dtype=np.float32)
+    gallery = raw[gallery_rows]
+    mean, proj = fit_whitening(gallery, dim=whiten_dim)
+    return {
+        "raw": l2_normalize(raw),
+        "centred": l2_normalize(raw - gallery.mean(axis=0)),
+        "whitened": l2_normalize((raw - mean) @ proj),
+    }
+
+
+def per_query_metrics(
+    vectors: dict[str, np.ndarray],
+    query_rows: np.ndarray,
+    gallery_rows: np.ndarray,
+    query: Side,
+    gallery: Side,
+    ks: Sequence[int],
+    *,
+    within_strata: bool = False,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Rank each method → ({method: {metric@k: (Q,)}}, {n_relevant, n_eligible, chance})."""
+    kmax = max(ks)
+    n_rel, n_elig = eligibility(query, gallery, within_strata=within_strata)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, vecs in vectors.items():
+        ranked = rank_exact(
+            vecs[query_rows], vecs[gallery_rows], kmax, query, gallery, within_strata=within_strata
+        )
+        values = metrics.retrieval_metrics(ranked, query.labels, gallery.labels, n_rel, ks)
+        if query.strata is not None and gallery.strata is not None and not within_strata:
+            same = np.where(
+                ranked >= 0, gallery.strata[np.maximum(ranked, 0)] == query.strata[:, None], False
+            )
+            for k in ks:
+                values[f"same_stratum@{k}"] = same[:, :k].sum(axis=1) / k
+        out[name] = values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chance = np.where(n_elig > 0, n_rel / np.maximum(n_elig, 1), np.nan)
+    return out, {"n_relevant": n_rel, "n_eligible": n_elig, "chance_precision": chance}
+
+
+def bootstrap(
+    per_method: dict[str, dict[str, np.ndarray]],
+    groups: np.ndarray | None,
+    comparisons: Sequence[tuple[str, str]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Paired bootstrap over queries (whole groups when given): means and CIs, differences too.
+
+    Returns ``{method or "a-b": {metric: {"mean", "lo", "hi"}}}``; every method and difference is
+    computed on the same resamples, so differences are paired.
+    """
+    names = [(m, metric) for m, values in per_method.items() for metric in values]
+    x = np.stack([per_method[m][metric] for m, metric in names], axis=1)  # (Q, M)
+    valid = ~np.isnan(x)
+    x = np.where(valid, x, 0.0)
+    n_q = len(x)
+    codes = (
+        np.arange(n_q) if groups is None else np.unique(groups.astype(str), return_inverse=True)[1]
+    )
+    n_groups = int(codes.max()) + 1 if n_q else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(
+        n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot
+    )  # (B, n_groups)
+    weights = draws[:, codes].astype(np.float64)  # (B, Q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (weights @ x) / (weights @ valid)  # (B, M)
+        point = x.sum(axis=0) / valid.sum(axis=0)
+    column = {key: j for j, key in enumerate(names)}
+    alpha = (1 - level) / 2 * 100
+
+    def interval(b: np.ndarray, p: float) -> dict[str, float]:
+        lo, hi = (
+            np.nanpercentile(b, [alpha, 100 - alpha]) if np.isfinite(b).any() else (np.nan,) * 2
+        )
+        return {"mean": float(p), "lo": float(lo), "hi": float(hi)}
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (m, metric), j in column.items():
+        out.setdefault(m, {})[metric] = interval(boot[:, j], point[j])
+    for a, b in comparisons:
+        key = f"{a}-{b}"
+        for metric in per_method[a]:
+            ja, jb = column[(a, metric)], column[(b, metric)]
+            out.setdefault(key, {})[metric] = interval(
+                boot[:, ja] - boot[:, jb], point[ja] - point[jb]
+            )
+    return out
+
+
+def evaluate(
+    raw_features: np.ndarray,
+    adapted: np.ndarray,
+    labels: Sequence[object],
+    *,
+    ids: Sequence[object] | None = None,
+    groups: Sequence[object] | None = None,
+    strata: Sequence[object] | None = None,
+    query_mask: np.ndarray | None = None,
+    ks: Sequence[int] = (1, 5, 10, 20),
+    n_boot: int = 1000,
+    seed: int = 0,
+    whiten_dim: int | None = None,
+) -> dict[str, Any]:
+    """The full A/B: raw, centred, whitened and adapted vectors of the same N rows.
+
+    Args:
+        raw_features: (N, D) backbone features (or raw unit vectors) of every row.
+        adapted: (N, D') adapted unit vectors, row i = the same item as raw row i.
+        labels: N labels (``"a|b"`` for multi-label); rows without a label are neither queries
+            nor gallery.
+        ids, groups, strata: N values each; groups exclude same-group items; strata add a
+            per-stratum table and a within-stratum protocol.
+        query_mask: (N,) bool; None = leave-one-out, else these rows query the others.
+    Returns:
+        A JSON-ready dict: protocol, counts, ``overall`` (bootstrap summaries), ``per_label``,
+        ``strata`` (when given), ``curves`` inputs.
+    """
+    raw_features, adapted = np.asarray(raw_features), np.asarray(adapted, dtype=np.float32)
+    n = len(raw_features)
+    if len(adapted) != n or len(labels) != n:
+        raise ValueError(
+            f"rows differ: raw {n}, adapted {len(adapted)}, labels {len(labels)}; "
+            "use two indexes built from the same features"
+        )
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k values must be positive integers, got {ks}")
+    indicator, names = metrics.label_indicator(labels)
+    labelled = indicator.any(axis=1)
+    if query_mask is None:
+        query_rows = gallery_rows = np.flatnonzero(labelled)
+    else:
+        query_mask = np.asarray(query_mask, dtype=bool)
+        query_rows = np.flatnonzero(query_mask & labelled)
+        gallery_rows = np.flatnonzero(~query_mask & labelled)
+    if len(query_rows) == 0 or len(gallery_rows) == 0:
+        raise ValueError(
+            f"no labelled {'queries' if len(query_rows) == 0 else 'gallery items'}: "
+            "check --label-column and the query selection"
+        )
+    side = Side(
+        np.asarray(ids if ids is not None else np.arange(n)).astype(str),
+        indicator,
+        None if groups is None else np.asarray(groups, dtype=object),
+        None if strata is None else np.asarray(strata, dtype=object).astype(str),
+    )
+    query, gallery = side.take(query_rows), side.take(gallery_rows)
+    vectors = baseline_vectors(raw_features, gallery_rows, whiten_dim=whiten_dim)
+    vectors["adapted"] = l2_normalize(adapted)
+    comparisons = [("adapted", b) for b in BASELINES]
+    per_q, extras = per_query_metrics(vectors, query_rows, gallery_rows, query, gallery, ks)
+    result: dict[str, Any] = {
+        "protocol": "leave-one-out" if query_mask is None else "query-set-vs-gallery",
+        "ks": ks,
+        "methods": list(vectors),
+        "labels": names,
+        "queries": len(query_rows),
+        "gallery": len(gallery_rows),
+        "query_groups": int(len(set(query.groups.tolist()))) if query.groups is not None else None,
+        "queries_without_relevant": int((extras["n_relevant"] == 0).sum()),
+        "chance_precision": metrics._nanmean(extras["chance_precision"]),
+        "overall": bootstrap(per_q, query.groups, comparisons, n_boot=n_boot, seed=seed),
+        "per_label": {m: metrics.per_label(v, query.labels, names) for m, v in per_q.items()},
+    }
+    if query.strata is not None:
+        result["strata"] = _strata_report(
+            vectors,
+            query_rows,
+            gallery_rows,
+            query,
+            gallery,
+            ks,
+            per_q,
+            extras,
+            comparisons,
+            names,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    return result
+
+
+def _strata_report(
+    vectors: dict[str, np.ndarray],
+    query_rows: np.ndarray,
+    gallery_rows: np.ndarray,
+    query: Side,
+    gallery: Side,
+    ks: Sequence[int],
+    per_q: dict[str, dict[str, np.ndarray]],
+    extras: dict[str, np.ndarray],
+    comparisons: Sequence[tuple[str, str]],
+    names: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Per-stratum table plus the within-stratum protocol (gallery = the query's own stratum).
+
+    ``source_only_chance`` is the precision of a retriever that recognises only the stratum
+    (e.g. the source collection) and picks at random inside it: when it is far above
+    ``chance_precision``, the labels are confounded with the strata.
+    """
+    assert query.strata is not None
+    k = 10 if 10 in ks else max(ks)
+    within, within_x = per_query_metrics(
+        vectors, query_rows, gallery_rows, query, gallery, ks, within_strata=True
+    )
+    source_only = within_x["chance_precision"]
+    rows = []
+    for stratum in sorted(set(query.strata.tolist())):
+        sel = query.strata == stratum
+        rows.append(
+            {
+                "stratum": stratum,
+                "queries": int(sel.sum()),
+                "label_queries": {
+                    name: int(c)
+                    for name, c in zip(names, query.labels[sel].sum(axis=0), strict=True)
+                    if c
+                },
+                "chance_precision": metrics._nanmean(extras["chance_precision"][sel]),
+                "source_only_chance": metrics._nanmean(source_only[sel]),
+                "methods": {
+                    m: {
+                        f"precision@{k}": metrics._nanmean(per_q[m][f"precision@{k}"][sel]),
+                        f"same_stratum@{k}": metrics._nanmean(per_q[m][f"same_stratum@{k}"][sel]),
+                        f"within_precision@{k}": metrics._nanmean(within[m][f"precision@{k}"][sel]),
+                    }
+                    for m in vectors
+                },
+            }
+        )
+    return {
+        "k": k,
+        "source_only_chance": metrics._nanmean(source_only),
+        "within": {
+            "queries_without_relevant": int((within_x["n_relevant"] == 0).sum()),
+            "overall": bootstrap(within, query.groups, comparisons, n_boot=n_boot, seed=seed),
+        },
+        "per_stratum": rows,
+    }

@@ -1,0 +1,82 @@
+"""`dinosearch demo` end to end on the tiny backbone: builds everything, then reuses what still matches."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from dinosearch.cli import main
+from dinosearch.demo import training_subset
+
+
+def demo_argv(root, *extra: str) -> list[str]:
+    """The conftest ``tiny_demo`` run's command, plus ``extra``."""
+    return [
+        "demo",
+        "--images",
+        str(root / "images.csv"),
+        "--root",
+        str(root),
+        "--name",
+        "t",
+        "--backbone",
+        "dinov2_tiny_test",
+        "--weights",
+        "random",
+        "--image-size",
+        "56",
+        "--views",
+        "1",
+        "--epochs",
+        "2",
+        "--k",
+        "1,3",
+        "--bootstrap",
+        "50",
+        "--no-progress",
+        "--workers",
+        "0",
+        *extra,
+    ]
+
+
+def test_demo_builds_everything(tiny_demo) -> None:
+    for path in (
+        "runs/t/features/manifest.json",
+        "runs/t/adapter/adapter.json",
+        "indexes/t-raw/current",
+        "indexes/t-adapted/current",
+        "reports/t/report.png",
+        "reports/t/report.md",
+    ):
+        assert (tiny_demo / path).exists(), path
+    meta = json.loads((tiny_demo / "reports/t/report.json").read_text())["meta"]
+    assert meta["raw_index"]["path"] == str((tiny_demo / "indexes/t-raw").resolve())
+    assert meta["random_init"] is True
+    assert meta["columns"] == {
+        "label": "label",
+        "group": "patient_id",
+        "stratify": "source_repo",
+        "queries": None,
+    }
+
+
+def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:
+    assert main(demo_argv(tiny_demo)) == 0
+    again = capsys.readouterr().out
+    assert again.count("reusing") == 4, again  # features, raw index, adapter, adapted index
+    assert "untrained" in again and "streamlit run streamlit_app.py" in again
+
+    assert main(demo_argv(tiny_demo, "--epochs", "3")) == 0
+    changed = capsys.readouterr().out
+    assert "reusing features" in changed and "reusing index" in changed  # the raw one
+    assert "training an adapter" in changed and "building index" in changed
+
+
+def test_training_subset_keeps_whole_groups() -> None:
+    md = pd.DataFrame({"id": [str(i) for i in range(100)], "g": [i // 4 for i in range(100)]})
+    sub = training_subset(md, 30, "g", seed=0)
+    assert 24 <= len(sub) <= 30
+    assert sub.groupby("g").size().eq(4).all()
+    assert training_subset(md, None, "g", 0) is md
