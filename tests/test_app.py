@@ -1,0 +1,203 @@
+"""The Streamlit app through Streamlit's own AppTest, and its logic (dinosearch.app) directly."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from dinosearch import app
+from dinosearch.index import build_index
+
+APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+RANK = re.compile(r"^\*\*#(\d+)\*\*")
+
+
+@pytest.fixture()
+def page(app_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(app_root / "indexes"))
+    monkeypatch.delenv("DINOSEARCH_REPORTS", raising=False)
+    return AppTest.from_file(str(APP), default_timeout=60).run()
+
+
+def result_column(at: AppTest, title: str):
+    """The result column whose subheader starts with ``title``."""
+    return next(c for c in at.columns if any(s.value.startswith(title) for s in c.subheader))
+
+
+def ranks(column) -> list[int]:
+    return [int(m.group(1)) for md in column.markdown if (m := RANK.match(md.value))]
+
+
+def png_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def all_text(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
+    assert not page.exception
+    assert page.title[0].value == "Chest X-ray similarity search"
+    assert any("randomly initialised" in w.value and "untrained" in w.value for w in page.warning)
+    sidebar = "\n".join(m.value for m in page.sidebar.markdown)
+    assert "demo-raw" in sidebar and "demo-adapted" in sidebar
+    assert "random init (UNTRAINED)" in sidebar and "12 images" in sidebar and "created" in sidebar
+    assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Indexes"]
+    evaluation = page.tabs[1]
+    assert evaluation.subheader[0].value.startswith("Evaluation: demo-raw vs demo-adapted")
+    table = evaluation.dataframe[0].value
+    assert table.index[0] == "precision@1" and list(table.columns[:2]) == ["raw", "centred"]
+    assert page.info[0].value.startswith("Upload a chest film")
+
+
+def test_upload_shows_k_results_in_each_column(page: AppTest, image_folder: Path) -> None:
+    film = next(image_folder.rglob("*.png"))
+    page.sidebar.slider[0].set_value(5)
+    page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
+    assert not page.exception and not page.error
+    assert ranks(result_column(page, "Raw backbone")) == [1, 2, 3, 4, 5]
+    assert ranks(result_column(page, "Adapted")) == [1, 2, 3, 4, 5]
+    assert any(m.label == "Overlap" for m in page.metric)
+    assert any("As the backbone sees it" in c.value and "56×56" in c.value for c in page.caption)
+
+
+def test_16bit_png_upload_with_known_label(page: AppTest, tmp_path: Path) -> None:
+    film = tmp_path / "film16.png"
+    Image.fromarray((np.linspace(0, 60000, 64 * 80).reshape(64, 80)).astype(np.uint16)).save(film)
+    page.selectbox[0].set_value("normal")  # the uploader's "known finding"
+    page.file_uploader[0].set_value((film.name, film.read_bytes(), "image/png")).run()
+    assert not page.exception and not page.error
+    labels = {m.label: m.value for m in page.metric}
+    assert re.fullmatch(r"\d\.\d\d", labels["Raw precision"])
+    assert re.fullmatch(r"\d\.\d\d", labels["Adapted precision"])
+
+
+def test_corrupt_upload_shows_error_not_exception(page: AppTest) -> None:
+    page.file_uploader[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png"))
+    page.run()
+    assert not page.exception
+    assert len(page.error) == 1 and "Could not read broken.png" in page.error[0].value
+    assert not any(s.value == "Raw backbone" for s in page.subheader)
+
+
+def test_dicom_upload_never_shows_header_fields(page: AppTest, tmp_path: Path) -> None:
+    from test_images import ramp, write_dicom
+
+    film = write_dicom(tmp_path / "study.dcm", ramp(64, 64), window=(2000, 4000))
+    page.file_uploader[0].set_value(("study.dcm", film.read_bytes(), "application/dicom")).run()
+    assert not page.exception and not page.error
+    assert ranks(result_column(page, "Raw backbone")) == list(range(1, 9))
+    text = all_text(page)
+    assert "DICOM windowed" in text
+    assert "Test^Patient" not in text and "PatientName" not in text
+
+
+def test_gallery_pick_excludes_its_patient(page: AppTest) -> None:
+    page.radio[0].set_value("Pick from the collection").run()
+    page.selectbox[0].set_value(0)  # row 0 of the raw index
+    page.sidebar.slider[0].set_value(10).run()
+    assert not page.exception and not page.error
+    patient = "P00"  # row 0 and its sibling film share patient P00 (see conftest.app_root)
+    for side in ("Raw backbone", "Adapted"):
+        column = result_column(page, side)
+        captions = [c.value for c in column.caption]
+        assert ranks(column) == list(range(1, 11))  # 12 images − 2 of the patient
+        assert captions and not any(f"patient_id: {patient}" in c for c in captions)
+    assert any(m.label == "Raw precision" and m.value != "—" for m in page.metric)
+    page.checkbox[0].uncheck()
+    page.sidebar.slider[0].set_value(12).run()
+    captions = [c.value for c in result_column(page, "Raw backbone").caption]
+    assert sum(f"patient_id: {patient}" in c for c in captions) == 2  # itself and its sibling
+
+
+def test_filters_and_columns(page: AppTest, image_folder: Path) -> None:
+    film = next(image_folder.rglob("*.png"))
+    page.sidebar.multiselect(key="filter-view").set_value(["AP"])
+    page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
+    captions = [c.value for c in result_column(page, "Raw backbone").caption if "view:" in c.value]
+    assert len(captions) == 4 and all("view: AP" in c for c in captions)
+    assert len(ranks(result_column(page, "Raw backbone"))) == 4  # only 4 AP films exist
+
+
+def test_no_index_says_run_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(tmp_path / "empty"))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert "dinosearch demo --images" in at.info[0].value
+
+
+def test_mismatched_pair_is_a_friendly_error(page: AppTest) -> None:
+    page.sidebar.toggle[0].set_value(True).run()
+    raw_box, adapted_box = page.sidebar.selectbox[0], page.sidebar.selectbox[1]
+    raw_box.set_value("demo-adapted")
+    adapted_box.set_value("demo-raw").run()
+    assert not page.exception
+    assert "Cannot compare" in page.error[0].value and "adapter" in page.error[0].value
+
+
+# ---- logic without Streamlit ----
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    env = {"DINOSEARCH_INDEXES": "/env/indexes", "DINOSEARCH_SHOW_COLUMNS": "label,PatientAge"}
+    s = app.parse_settings(["--indexes", str(tmp_path / "idx")], env)
+    assert s.indexes == tmp_path / "idx" and s.show_columns == ("label", "PatientAge")
+    assert s.reports[0] == (tmp_path / "reports").resolve()
+    assert app.parse_settings([], {}).indexes == Path("indexes")
+    assert app.display_columns(["label", "PatientName", "view"], ()) == ["label", "view"]
+    assert app.display_columns(["label", "PatientName"], ("PatientName",)) == ["PatientName"]
+
+
+def test_discover_pair_and_report(app_root: Path) -> None:
+    infos, problems = app.discover_indexes(app_root / "indexes")
+    assert [i.name for i in infos] == ["demo-adapted", "demo-raw"] and not problems
+    (pair,) = app.pair_indexes(infos)
+    assert (pair.raw.name, pair.adapted.name) == ("demo-raw", "demo-adapted")
+    assert "adapter" in (app.pair_problem(pair.adapted, pair.raw) or "")
+    report = app.find_report(pair, [app_root / "reports"])
+    assert report is not None and report.plot is not None
+    assert list(app.report_curve(report.result).index) == [1, 5]
+
+
+def test_agreement_metrics() -> None:
+    assert app.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 3) == pytest.approx(2 / 3)
+    assert app.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 1) == 0.0
+    assert app.label_precision(["x", "y|x", "z", "x"], "x", 3) == pytest.approx(2 / 3)
+    assert app.label_precision(["x"], None, 1) is None
+
+
+def test_one_forward_per_query_and_new_version_picked_up(
+    app_root: Path, tmp_path: Path, image_folder: Path
+) -> None:
+    root = tmp_path / "indexes"
+    shutil.copytree(app_root / "indexes", root)
+    pair = app.SearchPair(root / "demo-raw", root / "demo-adapted")
+    assert pair.adapted.backbone is pair.raw.backbone
+    calls = []
+    forward = pair.raw.backbone.forward
+    pair.raw.backbone.forward = lambda x: calls.append(len(x)) or forward(x)  # type: ignore[method-assign]
+    image = Image.open(next(image_folder.rglob("*.png")))
+    first = pair.query(image, 3)
+    assert calls == [1] and len(first.raw) == len(first.adapted) == 3
+    build_index(app_root / "features", root / "demo-raw")  # publish v000002 while "running"
+    pair.query(image, 3)
+    assert pair.raw.handle.version == "v000002" and calls == [1, 1]
+
+
+def test_upload_size_limit_and_model_view(tiny_backbone) -> None:
+    with pytest.raises(app.ImageReadError, match="over the 1 MB limit"):
+        app.read_query(b"\0" * (2 * 2**20), "huge.png", max_mb=1)
+    seen = app.model_view(Image.new("L", (300, 200)), tiny_backbone.preprocess)
+    assert seen.size == (56, 56) and seen.mode == "RGB"
