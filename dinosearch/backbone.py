@@ -7,13 +7,14 @@ Weights come from the Hugging Face hub through timm's names (honouring the local
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import torch
 from torch import nn
+
+from dinosearch.storage import sha256_file
 
 Pooling = Literal["cls", "cls+mean"]
 
@@ -295,14 +296,6 @@ def _hub_identity(spec: BackboneSpec, path: Path) -> str:
     return f"hf:{spec.hub_repo}@{revision[:12]}"
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
     if not path.is_file():
@@ -338,4 +331,4 @@ def _load_weights(model: nn.Module, path: Path, name: str) -> str:
             f"{path}: weights do not fit {name} (missing {result.missing_keys[:4]}, unexpected "
             f"{result.unexpected_keys[:4]}); pick the backbone these weights were trained as"
         )
-    return f"sha256:{file_sha256(path)[:16]}"
+    return f"sha256:{sha256_file(path)[:16]}"

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from dinosearch.backbone import Backbone, Preprocess, WeightsUnavailableError, file_sha256
+from dinosearch.backbone import Backbone, Preprocess, WeightsUnavailableError
+from dinosearch.storage import sha256_file
 
 
 def load_openclip(
@@ -40,7 +41,7 @@ def load_openclip(
             if not path.is_file():
                 raise FileNotFoundError(f"weights file {path} does not exist; check --weights")
             model = open_clip.create_model(model_name, pretrained=str(path))
-            identity = f"sha256:{file_sha256(path)[:16]}"
+            identity = f"sha256:{sha256_file(path)[:16]}"
     except (FileNotFoundError, ValueError):
         raise
     except RuntimeError as e:
