@@ -1,4 +1,4 @@
-"""dinosearch app: query by chest X-ray, raw and adapted results side by side (UI only; logic in app.py).
+"""dinosearch app: query by chest X-ray, raw and adapted results side by side (UI only; logic in dinosearch/).
 
 Run: ``streamlit run streamlit_app.py [-- --indexes DIR --reports DIR --show-columns a,b]``.
 """
@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch import app
+from dinosearch import app, catalog
 from dinosearch.images import ImageReadError, read_image
+from dinosearch.report import report_curve, report_table, report_verdicts
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,18 @@ def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> app.Sear
 # ---- sidebar: plain values out ----
 
 
-def sidebar_pair(infos: list[app.IndexInfo]) -> tuple[app.IndexPair | None, str | None]:
+def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.IndexPair | None, str | None]:
     """The chosen (raw, adapted) pair, or None and why not."""
     st.sidebar.header("Indexes")
-    pairs = app.pair_indexes(infos)
+    pairs = catalog.pair_indexes(infos)
     manual = st.sidebar.toggle("Choose the two indexes myself", value=not pairs and len(infos) > 1)
     if manual:
         names = [i.name for i in infos]
         raw = infos[names.index(st.sidebar.selectbox("Raw index", names))]
         second = min(1, len(names) - 1)
         adapted = infos[names.index(st.sidebar.selectbox("Adapted index", names, index=second))]
-        problem = app.pair_problem(raw, adapted)
-        return (None, problem) if problem else (app.IndexPair(raw, adapted), None)
+        problem = catalog.pair_problem(raw, adapted)
+        return (None, problem) if problem else (catalog.IndexPair(raw, adapted), None)
     if not pairs:
         return None, (
             "no raw + adapted pair of the same images and backbone was found. Build the adapted "
@@ -56,7 +57,7 @@ def sidebar_pair(infos: list[app.IndexInfo]) -> tuple[app.IndexPair | None, str 
     return pair, None
 
 
-def sidebar_describe(pair: app.IndexPair) -> None:
+def sidebar_describe(pair: catalog.IndexPair) -> None:
     for title, info in (("Raw", pair.raw), ("Adapted", pair.adapted)):
         rows = info.describe()
         lines = "\n".join(f"- **{k}**: {v}" for k, v in rows.items())
@@ -101,7 +102,7 @@ def show_no_index(settings: app.AppSettings, problems: list[str]) -> None:
         st.warning(f"Unreadable index {p}")
 
 
-def show_index_table(infos: list[app.IndexInfo], problems: list[str]) -> None:
+def show_index_table(infos: list[catalog.IndexInfo], problems: list[str]) -> None:
     rows = [{"index": i.name, **i.describe()} for i in infos]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     for p in problems:
@@ -214,7 +215,7 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
         st.caption(" · ".join(extra))
 
 
-def search_tab(pair: app.SearchPair, info: app.IndexPair, options: Options) -> None:
+def search_tab(pair: app.SearchPair, info: catalog.IndexPair, options: Options) -> None:
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
@@ -244,8 +245,8 @@ def search_tab(pair: app.SearchPair, info: app.IndexPair, options: Options) -> N
         show_results(title, result.adapted, shared, options.columns, "adapted")
 
 
-def evaluation_tab(pair: app.IndexPair, settings: app.AppSettings) -> None:
-    report = app.find_report(pair, settings.reports)
+def evaluation_tab(pair: catalog.IndexPair, settings: app.AppSettings) -> None:
+    report = catalog.find_report(pair, settings.reports)
     if report is None:
         st.info(
             "No evaluation report for this pair yet. Make one (labels needed):\n\n```\n"
@@ -264,15 +265,15 @@ def evaluation_tab(pair: app.IndexPair, settings: app.AppSettings) -> None:
         f"{meta.get('exclusion', '')}. 95% bootstrap intervals. Made {meta.get('created')}, "
         f"`{report.folder}`."
     )
-    st.markdown("\n".join(f"- {line}" for line in app.report_verdicts(result)))
-    st.dataframe(app.report_table(result))
-    st.line_chart(app.report_curve(result), x_label="k", y_label="precision@k")
+    st.markdown("\n".join(f"- {line}" for line in report_verdicts(result)))
+    st.dataframe(report_table(result))
+    st.line_chart(report_curve(result), x_label="k", y_label="precision@k")
     if report.plot:
         st.image(str(report.plot), caption="report.png")
 
 
 def run(settings: app.AppSettings) -> None:
-    infos, problems = app.discover_indexes(settings.indexes)
+    infos, problems = catalog.discover_indexes(settings.indexes)
     if not infos:
         show_no_index(settings, problems)
         return

@@ -1,6 +1,7 @@
-"""The Streamlit app's logic, apart from drawing: find and pair indexes, query both, agreement, reports.
+"""The Streamlit app's query side, apart from drawing: settings, one query to both indexes, agreement.
 
-Everything here is plain Python (testable without Streamlit); ``streamlit_app.py`` only draws.
+Plain Python (testable without Streamlit); ``streamlit_app.py`` only draws. Finding and pairing
+index folders and their eval reports is ``catalog.py``; report tables are ``report.py``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from PIL import Image
 
+from dinosearch.catalog import IndexInfo, pair_problem
 from dinosearch.images import ImageReadError, read_image
 from dinosearch.metrics import split_labels
-from dinosearch.publish import VERSIONS, current_version
-from dinosearch.storage import read_json
 
 if TYPE_CHECKING:
     from dinosearch.backbone import Preprocess
@@ -59,199 +59,6 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     unique = tuple(dict.fromkeys(p.resolve() for p in reports))
     shown = args.show_columns or env.get("DINOSEARCH_SHOW_COLUMNS") or ""
     return AppSettings(indexes, unique, tuple(c.strip() for c in shown.split(",") if c.strip()))
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    """What an index folder's live manifest says, read without loading FAISS."""
-
-    path: Path
-    version: str
-    manifest: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def backbone(self) -> dict[str, Any]:
-        return dict(self.manifest["backbone"])
-
-    @property
-    def random_init(self) -> bool:
-        return bool(self.backbone.get("random_init"))
-
-    @property
-    def adapter(self) -> str | None:
-        return (self.manifest.get("adapter") or {}).get("fingerprint")
-
-    @property
-    def images_key(self) -> tuple[Any, ...]:
-        """Which images (and in which batches) the index holds: equal for a raw/adapted pair."""
-        sources = [self.manifest["features"], *self.manifest.get("appended", [])]
-        return tuple(s.get("images") or (s.get("path"), s.get("checksum")) for s in sources)
-
-    def describe(self) -> dict[str, str]:
-        """Display rows: backbone, weights, adapter, size, creation date, version."""
-        b = self.backbone
-        weights = "random init (UNTRAINED)" if self.random_init else str(b.get("weights"))
-        pre = b.get("preprocess") or {}
-        return {
-            "backbone": f"{b.get('name')} ({pre.get('image_size', '?')} px, {b.get('pooling')})",
-            "weights": weights,
-            "adapter": self.adapter or "none (raw backbone vectors)",
-            "size": f"{self.manifest['count']:,} images · {self.manifest['dim']}-d · "
-            f"{self.manifest.get('index_type')}",
-            "created": str(self.manifest.get("created", "?")).replace("T", " "),
-            "version": self.version,
-        }
-
-
-def read_index_info(path: Path) -> IndexInfo:
-    version = current_version(path)
-    manifest = read_json(path / VERSIONS / version / "manifest.json")
-    if manifest.get("kind") != "index":
-        raise ValueError(f"{path}/{VERSIONS}/{version}/manifest.json is not an index manifest")
-    return IndexInfo(path.resolve(), version, manifest)
-
-
-def discover_indexes(root: Path) -> tuple[list[IndexInfo], list[str]]:
-    """Index folders directly under ``root`` (those with a ``current`` pointer), and problems."""
-    found, problems = [], []
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for folder in folders:
-        if not (folder / "current").is_file():
-            continue
-        try:
-            found.append(read_index_info(folder))
-        except (OSError, ValueError, KeyError) as e:
-            problems.append(f"{folder.name}: {e}")
-    return found, problems
-
-
-@dataclass(frozen=True)
-class IndexPair:
-    raw: IndexInfo
-    adapted: IndexInfo
-
-    @property
-    def label(self) -> str:
-        return f"{self.raw.name}  ↔  {self.adapted.name}"
-
-
-def pair_problem(raw: IndexInfo, adapted: IndexInfo) -> str | None:
-    """Why ``raw`` and ``adapted`` cannot be compared side by side, or None."""
-    if raw.adapter:
-        return f"{raw.name} was built with an adapter; the raw side needs an index without one"
-    if not adapted.adapter:
-        return f"{adapted.name} has no adapter; the adapted side needs an index built with one"
-    if raw.backbone["fingerprint"] != adapted.backbone["fingerprint"]:
-        return (
-            f"{raw.name} uses backbone {raw.backbone['fingerprint']!r} but {adapted.name} uses "
-            f"{adapted.backbone['fingerprint']!r}; pair indexes made by the same backbone"
-        )
-    if raw.images_key != adapted.images_key:
-        return (
-            f"{raw.name} and {adapted.name} index different images; build both from the same "
-            "`dinosearch embed` features folder"
-        )
-    return None
-
-
-def pair_indexes(infos: Sequence[IndexInfo]) -> list[IndexPair]:
-    """Every (raw, adapted) pair of the same images and backbone, newest adapted index first."""
-    pairs = [
-        IndexPair(r, a) for r in infos for a in infos if r is not a and pair_problem(r, a) is None
-    ]
-    return sorted(pairs, key=lambda p: str(p.adapted.manifest.get("created", "")), reverse=True)
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    folder: Path
-    meta: dict[str, Any]
-    result: dict[str, Any]
-    stale: bool  # an index was republished since the report was made
-
-    @property
-    def plot(self) -> Path | None:
-        png = self.folder / "report.png"
-        return png if png.is_file() else None
-
-
-def find_report(pair: IndexPair, folders: Sequence[Path]) -> EvalReport | None:
-    """The newest ``**/report.json`` whose raw and adapted index paths are this pair's."""
-    best: tuple[str, EvalReport] | None = None
-    for path in (f for folder in folders if folder.is_dir() for f in folder.rglob("report.json")):
-        try:
-            data = read_json(path)
-            meta = data["meta"]
-            raw, adapted = meta["raw_index"], meta["adapted_index"]
-            if (Path(raw["path"]), Path(adapted["path"])) != (pair.raw.path, pair.adapted.path):
-                continue
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not an eval report of ours
-        stale = (raw.get("version"), adapted.get("version")) != (
-            pair.raw.version,
-            pair.adapted.version,
-        )
-        report = EvalReport(path.parent, meta, data["result"], stale)
-        if best is None or str(meta.get("created", "")) > best[0]:
-            best = (str(meta.get("created", "")), report)
-    return None if best is None else best[1]
-
-
-def report_table(result: dict[str, Any]) -> pd.DataFrame:
-    """Rows metric@k, columns methods then 'Δ adapted − X', cells 'mean [lo, hi]'."""
-    from dinosearch.report import METRIC_NAMES, TABLE_METRICS
-
-    overall, methods = result["overall"], result["methods"]
-    diffs = [f"adapted-{m}" for m in methods if f"adapted-{m}" in overall]
-    names = {**{m: m for m in methods}, **{d: "Δ " + d.replace("-", " − ") for d in diffs}}
-    rows = {
-        f"{METRIC_NAMES[metric]}@{k}": {
-            names[m]: _ci(overall[m][f"{metric}@{k}"], m in diffs) for m in methods + diffs
-        }
-        for metric in TABLE_METRICS
-        for k in result["ks"]
-        if f"{metric}@{k}" in overall[methods[0]]
-    }
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def report_verdicts(result: dict[str, Any]) -> list[str]:
-    """'adapted vs raw: precision@10 +0.048 [+0.026, +0.067] → better' for each comparison."""
-    key = f"precision@{10 if 10 in result['ks'] else max(result['ks'])}"
-    lines = []
-    for name, s in (
-        (f"adapted-{m}", result["overall"].get(f"adapted-{m}")) for m in result["methods"]
-    ):
-        if s is not None and s[key].get("mean") is not None:
-            word = (
-                "better"
-                if s[key]["lo"] > 0
-                else "worse"
-                if s[key]["hi"] < 0
-                else "no clear difference"
-            )
-            lines.append(f"adapted vs {name.split('-', 1)[1]}: {key} {_ci(s[key], True)} → {word}")
-    return lines
-
-
-def report_curve(result: dict[str, Any], metric: str = "precision") -> pd.DataFrame:
-    """(ks, methods) means of ``metric``@k, for a line chart."""
-    overall = result["overall"]
-    return pd.DataFrame(
-        {m: [overall[m][f"{metric}@{k}"]["mean"] for k in result["ks"]] for m in result["methods"]},
-        index=pd.Index(result["ks"], name="k"),
-    )
-
-
-def _ci(s: dict[str, Any], signed: bool) -> str:
-    if s.get("mean") is None:
-        return "n/a"
-    f = "{:+.3f}" if signed else "{:.3f}"
-    return f"{f.format(s['mean'])} [{f.format(s['lo'])}, {f.format(s['hi'])}]"
 
 
 @dataclass

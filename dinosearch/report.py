@@ -1,10 +1,12 @@
-"""Evaluation result → REPORT_DIR/{report.json, report.md, report.png}, and the terminal summary."""
+"""Evaluation result → REPORT_DIR/{report.json, report.md, report.png}, the terminal summary, app tables."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from dinosearch.storage import atomic_write, write_json
 
@@ -46,8 +48,8 @@ def _no_nan(x: Any) -> Any:
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
-def _ci(s: dict[str, float], signed: bool = False) -> str:
-    if math.isnan(s["mean"]):
+def _ci(s: dict[str, Any], signed: bool = False) -> str:
+    if s.get("mean") is None or math.isnan(s["mean"]):  # None: read back from report.json
         return "n/a"
     fmt = "{:+.3f}" if signed else "{:.3f}"
     return f"{fmt.format(s['mean'])} [{fmt.format(s['lo'])}, {fmt.format(s['hi'])}]"
@@ -203,6 +205,50 @@ def _confound(result: dict[str, Any]) -> list[str]:
         "is the query's own stratum.",
         "",
     ]
+
+
+def report_table(result: dict[str, Any]) -> pd.DataFrame:
+    """Rows metric@k, columns methods then 'Δ adapted − X', cells 'mean [lo, hi]'."""
+    overall, methods = result["overall"], result["methods"]
+    diffs = [f"adapted-{m}" for m in methods if f"adapted-{m}" in overall]
+    names = {**{m: m for m in methods}, **{d: "Δ " + d.replace("-", " − ") for d in diffs}}
+    rows = {
+        f"{METRIC_NAMES[metric]}@{k}": {
+            names[m]: _ci(overall[m][f"{metric}@{k}"], m in diffs) for m in methods + diffs
+        }
+        for metric in TABLE_METRICS
+        for k in result["ks"]
+        if f"{metric}@{k}" in overall[methods[0]]
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def report_verdicts(result: dict[str, Any]) -> list[str]:
+    """'adapted vs raw: precision@10 +0.048 [+0.026, +0.067] → better' for each comparison."""
+    key = f"precision@{10 if 10 in result['ks'] else max(result['ks'])}"
+    lines = []
+    for name, s in (
+        (f"adapted-{m}", result["overall"].get(f"adapted-{m}")) for m in result["methods"]
+    ):
+        if s is not None and s[key].get("mean") is not None:
+            word = (
+                "better"
+                if s[key]["lo"] > 0
+                else "worse"
+                if s[key]["hi"] < 0
+                else "no clear difference"
+            )
+            lines.append(f"adapted vs {name.split('-', 1)[1]}: {key} {_ci(s[key], True)} → {word}")
+    return lines
+
+
+def report_curve(result: dict[str, Any], metric: str = "precision") -> pd.DataFrame:
+    """(ks, methods) means of ``metric``@k, for a line chart."""
+    overall = result["overall"]
+    return pd.DataFrame(
+        {m: [overall[m][f"{metric}@{k}"]["mean"] for k in result["ks"]] for m in result["methods"]},
+        index=pd.Index(result["ks"], name="k"),
+    )
 
 
 def plot(result: dict[str, Any], meta: dict[str, Any], path: Path) -> None:

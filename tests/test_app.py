@@ -1,4 +1,4 @@
-"""The Streamlit app through Streamlit's own AppTest, and its logic (dinosearch.app) directly."""
+"""The Streamlit app through Streamlit's own AppTest, and its logic (dinosearch.app, .catalog) directly."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dinosearch import app
+from dinosearch import app, catalog
 from dinosearch.index import build_index
+from dinosearch.report import report_curve
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 RANK = re.compile(r"^\*\*#(\d+)\*\*")
@@ -161,14 +162,14 @@ def test_settings_precedence(tmp_path: Path) -> None:
 
 
 def test_discover_pair_and_report(app_root: Path) -> None:
-    infos, problems = app.discover_indexes(app_root / "indexes")
+    infos, problems = catalog.discover_indexes(app_root / "indexes")
     assert [i.name for i in infos] == ["demo-adapted", "demo-raw"] and not problems
-    (pair,) = app.pair_indexes(infos)
+    (pair,) = catalog.pair_indexes(infos)
     assert (pair.raw.name, pair.adapted.name) == ("demo-raw", "demo-adapted")
-    assert "adapter" in (app.pair_problem(pair.adapted, pair.raw) or "")
-    report = app.find_report(pair, [app_root / "reports"])
+    assert "adapter" in (catalog.pair_problem(pair.adapted, pair.raw) or "")
+    report = catalog.find_report(pair, [app_root / "reports"])
     assert report is not None and report.plot is not None
-    assert list(app.report_curve(report.result).index) == [1, 5]
+    assert list(report_curve(report.result).index) == [1, 5]
 
 
 def test_agreement_metrics() -> None:
