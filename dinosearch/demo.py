@@ -207,7 +207,8 @@ def _adapter(
     log: Callable[[str], None],
 ) -> str:
     from dinosearch.adapter import read_adapter_info
-    from dinosearch.train import TrainConfig, train_adapter
+    from dinosearch.config import TrainConfig
+    from dinosearch.train import train_adapter
 
     train_config = TrainConfig.from_dict(
         {**config.train, "group_column": columns["group"], "label_column": columns["label"]}

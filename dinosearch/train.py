@@ -1,92 +1,35 @@
-"""Fit a DomainAdapter with InfoNCE on pairs of cached backbone views (or fresh ones, ``online``).
+"""Train a DomainAdapter on an image set and save it: cached backbone views (or fresh ones, ``online``).
 
-The loop: split images by group into train/val → standardise with the training features' mean/std →
-each epoch one positive pair per training image (two of its views, or with ``same_group_positives``
-two images of one patient) → AdamW, warm-up + cosine → val loss and kNN precision → best epoch kept.
+The run: views of every image (``views``) → a train/val split by group (``pairs``) →
+``fit.fit_adapter``, the loop → the best epoch's adapter, history and metrics in the adapter folder.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+from dinosearch.adapter import DomainAdapter, save_adapter
 from dinosearch.augment import build_augment
 from dinosearch.backbone import Backbone
+from dinosearch.config import TrainConfig
 from dinosearch.data import records_fingerprint
-from dinosearch.embed import l2_normalize, to_vectors
+from dinosearch.features import iter_fresh_pairs
 from dinosearch.featurestore import FeatureSet
+from dinosearch.fit import Step, fit_adapter
 from dinosearch.losses import info_nce
-from dinosearch.runtime import seed_everything
+from dinosearch.pairs import split_by_group
 from dinosearch.storage import write_json
-from dinosearch.views import compute_views, iter_fresh_pairs, view_seed
-
-SameGroup = Literal["off", "mix", "only"]
-Step = Callable[[torch.Tensor], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train an adapter; stored in adapter.json. CLI flags map one-to-one onto fields."""
-
-    views: int = 4  # K augmented views cached per image: K(K-1)/2 pairs for K backbone passes
-    clean_view: bool = True  # the eval view joins the pool (free when embed features exist)
-    epochs: int = 60  # cheap on cached features: an epoch is a few small matmuls per batch
-    batch_size: int = 64  # pairs per step (2*batch-2 negatives each); 64 beat 256 on 600 CXR
-    lr: float = 1e-3
-    weight_decay: float = 0.05  # AdamW, on weight matrices only
-    warmup: int = 3  # epochs of linear warm-up, then cosine decay to 0
-    temperature: float = 0.1
-    preset: str = "xray"  # augment.PRESETS
-    hflip: bool | None = None  # None: the preset's default (off for xray)
-    bottleneck: int = 512
-    dropout: float = 0.1
-    residual_init: float = 0.1
-    seed: int = 0  # views, split, pair sampling, init and dropout
-    val_fraction: float = 0.15  # images held out, whole groups at a time; 0: no validation
-    group_column: str | None = "patient_id"  # when absent, each image is its own group
-    label_column: str | None = "label"  # only for val kNN precision; ignored when absent
-    same_group_positives: SameGroup = "off"  # MICLe: "mix" or "only" pair 2 images of a group
-    group_pair_prob: float = 0.5  # in "mix": chance an image with a group partner uses it
-    select_by: Literal["loss", "knn"] = "loss"  # best epoch: val loss (label-free) or kNN
-    knn_k: int = 10
-    online: bool = False  # fresh views through the backbone every step (GPU, huge data)
-    extract_batch_size: int = 32  # images per backbone forward
-    num_workers: int | None = None  # image-decoding workers (None: by device)
-
-    def __post_init__(self) -> None:
-        if not self.online and self.views + self.clean_view < 2:
-            raise ValueError(f"--views {self.views} gives under 2 views per image; use --views ≥ 2")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError(
-                f"--epochs {self.epochs} must be ≥ 1, batch size {self.batch_size} ≥ 2"
-            )
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
-        if self.same_group_positives not in ("off", "mix", "only"):
-            raise ValueError(
-                f"same_group_positives {self.same_group_positives!r}: off, mix or only"
-            )
-        if self.online and self.same_group_positives != "off":
-            raise ValueError("--online trains on view pairs only; drop --same-group-positives")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+from dinosearch.views import compute_views, view_seed
 
 
 @dataclass
@@ -99,278 +42,10 @@ class TrainResult:
     skipped: pd.DataFrame  # path, reason: unreadable images left out
 
 
-def split_by_group(
-    groups: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, val rows): whole groups, shuffled by ``seed``, until ``val_fraction`` is held out."""
-    unique, codes = np.unique(groups, return_inverse=True)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    sizes = np.bincount(codes, minlength=len(unique))[order]
-    n_val_groups = int(np.searchsorted(np.cumsum(sizes), val_fraction * len(groups)))
-    is_val = np.zeros(len(unique), dtype=bool)
-    is_val[order[:n_val_groups]] = True
-    return np.flatnonzero(~is_val[codes]), np.flatnonzero(is_val[codes])
-
-
-def knn_precision(
-    vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, queries: np.ndarray, k: int = 10
-) -> float:
-    """Mean precision@k of ``queries`` (rows) among all (N, D) unit ``vectors``, skipping the query's
-    own group; queries without a label (code -1) are left out."""
-    queries = queries[labels[queries] >= 0]
-    if len(queries) == 0:
-        return float("nan")
-    sims = vectors[queries] @ vectors.T  # (q, N)
-    sims[groups[queries][:, None] == groups[None, :]] = -np.inf
-    k = min(k, vectors.shape[0] - 1)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    return float((labels[top] == labels[queries][:, None]).mean())
-
-
 def _codes(records: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None or column not in records.columns:
         return None
     return pd.factorize(records[column], use_na_sentinel=True)[0].astype(np.int64)  # NaN → -1
-
-
-def _partners(groups: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each of ``rows``, a random other row of its group among ``rows`` (-1 if none)."""
-    out = np.full(len(rows), -1, dtype=np.int64)
-    order = np.argsort(groups[rows], kind="stable")
-    sorted_groups = groups[rows][order]
-    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-    for start, size in zip(starts, np.diff(np.r_[starts, len(rows)]), strict=True):
-        if size > 1:
-            shift = rng.integers(1, size, size=size)  # never 0: never the image itself
-            out[order[start : start + size]] = rows[order[start + (np.arange(size) + shift) % size]]
-    return out
-
-
-def sample_pairs(
-    rows: np.ndarray,
-    groups: np.ndarray,
-    num_views: int,
-    config: TrainConfig,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One positive pair per image of ``rows``, shuffled: (rows, views, partner rows, partner views).
-
-    View pairs take two different views of one image; group pairs (``same_group_positives``) take
-    any view of another image of the same group. In "only" mode images without a partner drop out.
-    """
-    rows = rows[rng.permutation(len(rows))]
-    va = rng.integers(0, num_views, size=len(rows))
-    vb = (va + rng.integers(1, max(num_views, 2), size=len(rows))) % num_views
-    partner = rows.copy()
-    if config.same_group_positives != "off":
-        other = _partners(groups, rows, rng)
-        use = other >= 0
-        if config.same_group_positives == "mix":
-            use &= rng.random(len(rows)) < config.group_pair_prob
-        partner[use] = other[use]
-        vb[use] = rng.integers(0, num_views, size=int(use.sum()))
-        if config.same_group_positives == "only":
-            rows, va, partner, vb = rows[use], va[use], partner[use], vb[use]
-    return rows, va, partner, vb
-
-
-def _batches(n: int, batch_size: int) -> list[np.ndarray]:
-    """Near-equal consecutive batches of about ``batch_size`` (never a tiny remainder)."""
-    return np.array_split(np.arange(n), max(1, round(n / batch_size))) if n >= 2 else []
-
-
-def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _pool_loss(
-    adapter: DomainAdapter,
-    pool: torch.Tensor,
-    pairs: tuple[np.ndarray, ...],
-    groups: torch.Tensor,
-    config: TrainConfig,
-    step: Step | None = None,
-) -> float:
-    """Mean InfoNCE over batches of ``pairs`` of pool rows; ``step(loss)`` trains when given."""
-    rows, va, partner, vb = (torch.from_numpy(p).to(pool.device) for p in pairs)
-    total, count = 0.0, 0
-    for idx in _batches(len(rows), config.batch_size):
-        i = torch.from_numpy(idx).to(pool.device)
-        za = adapter(pool[rows[i], va[i]])  # (b, D)
-        zb = adapter(pool[partner[i], vb[i]])  # (b, D)
-        loss = info_nce(za, zb, config.temperature, groups=groups[rows[i]])
-        if step is not None:
-            step(loss)
-        total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-    return total / max(count, 1)
-
-
-@dataclass
-class Fit:
-    """What ``fit_adapter`` returns: the best epoch's adapter and how training went."""
-
-    adapter: DomainAdapter  # eval mode, best epoch's weights
-    history: list[dict[str, Any]]  # epoch 0 is before training
-    best_epoch: int
-    knn_baselines: dict[str, float]  # val kNN precision of raw and standardised-only features
-
-
-def fit_adapter(
-    pool: np.ndarray,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    config: TrainConfig,
-    *,
-    groups: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-    ref_view: int = -1,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    online_epoch: Callable[[DomainAdapter, int, Step], float] | None = None,
-) -> Fit:
-    """Train an adapter on view features; the loop, apart from any I/O.
-
-    Args:
-        pool: (N, P, D) float32 features of P views per image (online: val rows only, + ref view).
-        train_rows, val_rows: row indices into ``pool``.
-        config: see ``TrainConfig``.
-        groups: (N,) int group ids (same-group positives, masked negatives, kNN exclusion).
-        labels: (N,) int label codes (-1: none) for val kNN precision@k; None to skip it.
-        ref_view: the view embedded for kNN (the clean one when present).
-        online_epoch: trains one epoch itself (fresh views) instead of sampling pool pairs.
-    """
-    threads = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)  # adapter-sized matmuls: thread hand-offs cost more than they save
-    try:
-        return _fit(
-            pool,
-            train_rows,
-            val_rows,
-            config,
-            groups,
-            labels,
-            ref_view,
-            device,
-            progress,
-            online_epoch,
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(
-    pool: np.ndarray,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    config: TrainConfig,
-    groups: np.ndarray | None,
-    labels: np.ndarray | None,
-    ref_view: int,
-    device: str | torch.device,
-    progress: bool,
-    online_epoch: Callable[[DomainAdapter, int, Step], float] | None,
-) -> Fit:
-    n, num_views, dim = pool.shape
-    groups = np.arange(n) if groups is None else np.asarray(groups, dtype=np.int64)
-    seed_everything(config.seed)
-    adapter = DomainAdapter(
-        AdapterConfig(dim, config.bottleneck, config.dropout, config.residual_init)
-    )
-    stats = pool[train_rows][:, ref_view] if online_epoch else pool[train_rows]
-    adapter.set_standardization(stats.reshape(-1, dim))
-    adapter.to(device)
-    pool_t = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(device)  # (N, P, D)
-    groups_t = torch.from_numpy(groups).to(device)
-
-    decay = [p for p in adapter.parameters() if p.ndim >= 2]
-    no_decay = [p for p in adapter.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
-    steps = (
-        math.ceil(len(train_rows) / config.batch_size)
-        if online_epoch
-        else len(_batches(len(train_rows), config.batch_size))
-    )
-    warmup = max(1, config.warmup * steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, warmup, config.epochs * steps)
-    )
-
-    def step(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-
-    val_pairs = sample_pairs(
-        val_rows,
-        groups,
-        num_views,
-        replace(config, same_group_positives="off"),
-        np.random.default_rng([config.seed, 1]),
-    )  # fixed across epochs
-    ref = np.ascontiguousarray(pool[:, ref_view])  # (N, D)
-    can_knn = labels is not None and len(val_rows) > 0
-    labels = labels if labels is not None else np.full(n, -1, dtype=np.int64)
-    baselines: dict[str, float] = {}
-    if can_knn:
-        std = (ref - adapter.mean.cpu().numpy()) / adapter.std.cpu().numpy()
-        baselines = {
-            "raw": knn_precision(l2_normalize(ref), labels, groups, val_rows, config.knn_k),
-            "standardized": knn_precision(
-                l2_normalize(std), labels, groups, val_rows, config.knn_k
-            ),
-        }
-
-    def evaluate() -> dict[str, float]:
-        adapter.eval()
-        out: dict[str, float] = {}
-        with torch.no_grad():
-            if len(val_rows) >= 2:
-                out["val_loss"] = _pool_loss(adapter, pool_t, val_pairs, groups_t, config)
-            if can_knn:
-                vectors = to_vectors(ref, adapter)
-                out["knn_adapted"] = knn_precision(vectors, labels, groups, val_rows, config.knn_k)
-        return out
-
-    start = time.perf_counter()
-    history: list[dict[str, Any]] = [{"epoch": 0, "train_loss": None, **evaluate(), "seconds": 0.0}]
-    best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), math.inf, 0
-    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
-    for epoch in bar:
-        adapter.train()
-        if online_epoch is not None:
-            train_loss = online_epoch(adapter, epoch, step)
-        else:
-            rng = np.random.default_rng([config.seed, 2, epoch])
-            pairs = sample_pairs(train_rows, groups, num_views, config, rng)
-            train_loss = _pool_loss(adapter, pool_t, pairs, groups_t, config, step)
-        entry = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            **evaluate(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(entry)
-        if config.select_by == "knn" and can_knn:
-            score = -entry["knn_adapted"]
-        else:
-            score = entry.get("val_loss", -epoch)  # without validation the last epoch wins
-        if score < best_score:
-            best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), score, epoch
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{entry.get('val_loss', math.nan):.3f}")
-    adapter.load_state_dict(best_state)
-    return Fit(adapter.eval(), history, best_epoch, baselines)
 
 
 @dataclass
@@ -470,7 +145,7 @@ def train_adapter(
     records: pd.DataFrame,
     backbone: Backbone,
     out_dir: str | Path,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig = TrainConfig(),  # noqa: B008 (frozen)
     *,
     clean_features: FeatureSet | None = None,
     cache_dir: Path | None = None,

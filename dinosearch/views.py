@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,59 +267,3 @@ def compute_views(
         sources=sources,
         folder=folder,
     )
-
-
-class _TwoViews:
-    """Two independent draws of ``transform``: PIL → (2, 3, S, S)."""
-
-    def __init__(self, transform: ImageTransform) -> None:
-        self.transform = transform
-
-    def __call__(self, img: Any) -> Any:
-        import torch
-
-        return torch.stack([self.transform(img), self.transform(img)])
-
-
-def iter_fresh_pairs(
-    paths: list[str],
-    backbone: Backbone,
-    transform: ImageTransform,
-    *,
-    seed: int,
-    batch_size: int,
-    num_workers: int | None = None,
-    threads: int | None = None,
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """On-line views: yield (positions (b,), features (b, 2, D) float32 tensor) of two fresh views per image.
-
-    The reference design's way, one backbone pass per view per epoch; unreadable images are dropped.
-    ``threads``: torch CPU threads for the backbone forward (the caller's setting is restored).
-    """
-    import torch
-    from torch.utils.data import DataLoader
-
-    from dinosearch.features import ImageDataset, _worker_init, collate, default_workers
-
-    device = next(backbone.parameters()).device
-    workers = default_workers(device) if num_workers is None else num_workers
-    loader = DataLoader(
-        ImageDataset(paths, _TwoViews(transform), seed),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
-    )
-    for batch in loader:
-        if batch.images is None or len(batch.indices) < 2:
-            continue
-        images = batch.images.to(device, non_blocking=True).flatten(0, 1)  # (2b, 3, S, S)
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
-        try:
-            with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-                feats = backbone(images).float()  # (2b, D)
-        finally:
-            torch.set_num_threads(before)
-        yield batch.indices.numpy(), feats.view(len(batch.indices), 2, -1)

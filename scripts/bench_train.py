@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from dinosearch.backbone import load_backbone
+from dinosearch.config import TrainConfig
 from dinosearch.data import load_records
-from dinosearch.train import TrainConfig, fit_adapter, train_adapter
+from dinosearch.fit import fit_adapter
+from dinosearch.train import train_adapter
 
 DEFAULT_IMAGES = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"

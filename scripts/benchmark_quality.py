@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from dinosearch.backbone import backbone_from_info
+from dinosearch.config import TrainConfig
 from dinosearch.demo import training_subset
 from dinosearch.embed import to_vectors
 from dinosearch.evaluate import evaluate
 from dinosearch.featurestore import load_features
-from dinosearch.train import TrainConfig, train_adapter
+from dinosearch.train import train_adapter
 
 
 def parse_setting(text: str) -> dict[str, Any]:

@@ -11,16 +11,12 @@ import torch
 
 from dinosearch.adapter import load_adapter
 from dinosearch.cli import main
+from dinosearch.config import TrainConfig
 from dinosearch.data import load_records
 from dinosearch.embed import l2_normalize, to_vectors
-from dinosearch.train import (
-    TrainConfig,
-    fit_adapter,
-    knn_precision,
-    sample_pairs,
-    split_by_group,
-    train_adapter,
-)
+from dinosearch.fit import fit_adapter, knn_precision
+from dinosearch.pairs import sample_pairs, split_by_group
+from dinosearch.train import train_adapter
 
 
 def synthetic_views(

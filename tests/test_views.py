@@ -10,8 +10,9 @@ import pytest
 
 from dinosearch.augment import build_augment
 from dinosearch.data import load_records
+from dinosearch.features import iter_fresh_pairs
 from dinosearch.featurestore import FeatureSet, embed_to_folder
-from dinosearch.views import compute_views, default_cache_dir, iter_fresh_pairs
+from dinosearch.views import compute_views, default_cache_dir
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
+from dinosearch.config import TrainConfig
 from dinosearch.data import load_records
-from dinosearch.train import TrainConfig
 
 
 def _optional(value: str) -> str | None:
