@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub from a t
 CXR_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TINY = "dinov2_tiny_test"
 TINY_SIZE = 56
+# CLI flags for the tiny seeded DINOv2, shared by every command-line test.
+TINY_CLI = ["--backbone", TINY, "--weights", "random", "--image-size", str(TINY_SIZE)]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,12 +94,7 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> P
         str(root),
         "--name",
         "t",
-        "--backbone",
-        TINY,
-        "--weights",
-        "random",
-        "--image-size",
-        str(TINY_SIZE),
+        *TINY_CLI,
         "--views",
         "1",
         "--epochs",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY_CLI
 
 from dinosearch.cli import main
 
@@ -66,12 +67,7 @@ def test_real_xrays_end_to_end(
     manifest.iloc[:16].to_parquet(tmp_path / "first.parquet")
     manifest.iloc[16:].to_parquet(tmp_path / "new.parquet")
     tiny = [
-        "--backbone",
-        "dinov2_tiny_test",
-        "--weights",
-        "random",
-        "--image-size",
-        "56",
+        *TINY_CLI,
         "--no-progress",
         "--workers",
         "0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+from conftest import TINY_CLI
 
 from dinosearch.cli import main
 from dinosearch.demo import training_subset
@@ -20,12 +21,7 @@ def demo_argv(root, *extra: str) -> list[str]:
         str(root),
         "--name",
         "t",
-        "--backbone",
-        "dinov2_tiny_test",
-        "--weights",
-        "random",
-        "--image-size",
-        "56",
+        *TINY_CLI,
         "--views",
         "1",
         "--epochs",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, TINY_SIZE
+from conftest import TINY, TINY_CLI, TINY_SIZE
 
 from dinosearch import featurestore
 from dinosearch.cli import main
@@ -20,12 +20,7 @@ from dinosearch.images import read_image
 from dinosearch.transforms import eval_transform
 
 TINY_ARGS = [
-    "--backbone",
-    TINY,
-    "--weights",
-    "random",
-    "--image-size",
-    str(TINY_SIZE),
+    *TINY_CLI,
     "--no-progress",
 ]
 

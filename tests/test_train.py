@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_CLI
 
 from dinosearch.adapter import load_adapter
 from dinosearch.cli import main
@@ -211,12 +212,7 @@ def test_cli_trains_and_refuses_another_backbone(
         str(image_folder),
         "--out",
         str(out),
-        "--backbone",
-        "dinov2_tiny_test",
-        "--weights",
-        "random",
-        "--image-size",
-        "56",
+        *TINY_CLI,
         "--views",
         "2",
         "--epochs",
