@@ -32,6 +32,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def demo_argv(root: Path, *extra: str) -> list[str]:
+    """The ``tiny_demo`` fixture's `dinosearch demo` command on ``root``, plus ``extra`` flags."""
+    return [
+        "demo",
+        "--images",
+        str(root / "images.csv"),
+        "--root",
+        str(root),
+        "--name",
+        "t",
+        *TINY_CLI,
+        *("--views", "1", "--epochs", "2", "--k", "1,3", "--bootstrap", "50"),
+        *("--no-progress", "--workers", "0"),
+        *extra,
+    ]
+
+
+def save_untrained_adapter(folder: Path, backbone) -> str:  # type: ignore[no-untyped-def]
+    """An untrained adapter (bottleneck 16) for ``backbone``, saved to ``folder``; → its fingerprint."""
+    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+
+    return save_adapter(
+        DomainAdapter(AdapterConfig(in_dim=backbone.embed_dim, bottleneck=16)),
+        folder,
+        backbone_fingerprint=backbone.fingerprint,
+        train_config={},
+        data={},
+        metrics={},
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The DINOv2 ViT architecture at width 32, depth 2, seeded random weights (32-d features)."""
@@ -86,28 +117,7 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> P
             "source_repo": [f"s{i % 2}" for i in range(len(paths))],
         }
     ).to_csv(root / "images.csv", index=False)
-    argv = [
-        "demo",
-        "--images",
-        str(root / "images.csv"),
-        "--root",
-        str(root),
-        "--name",
-        "t",
-        *TINY_CLI,
-        "--views",
-        "1",
-        "--epochs",
-        "2",
-        "--k",
-        "1,3",
-        "--bootstrap",
-        "50",
-        "--no-progress",
-        "--workers",
-        "0",
-    ]
-    assert main(argv) == 0
+    assert main(demo_argv(root)) == 0
     return root
 
 
@@ -119,7 +129,6 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
     import pandas as pd
     import torch
 
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
     from dinosearch.cli.evaluate import evaluate_indexes
     from dinosearch.data import load_records
     from dinosearch.featurestore import embed_to_folder
@@ -140,14 +149,7 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
     features = root / "features"
     embed_to_folder(records, tiny_backbone, features, batch_size=8, num_workers=0, progress=False)
     torch.manual_seed(0)  # the untrained adapter's weights
-    save_adapter(
-        DomainAdapter(AdapterConfig(in_dim=tiny_backbone.embed_dim, bottleneck=16)),
-        root / "adapter",
-        backbone_fingerprint=tiny_backbone.fingerprint,
-        train_config={},
-        data={},
-        metrics={},
-    )
+    save_untrained_adapter(root / "adapter", tiny_backbone)
     build_index(features, root / "indexes" / "demo-raw")
     build_index(features, root / "indexes" / "demo-adapted", adapter_dir=root / "adapter")
     evaluate_indexes(

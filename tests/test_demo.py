@@ -5,36 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from conftest import TINY_CLI
+from conftest import demo_argv
 
 from dinosearch.cli import main
 from dinosearch.demo import training_subset
-
-
-def demo_argv(root, *extra: str) -> list[str]:
-    """The conftest ``tiny_demo`` run's command, plus ``extra``."""
-    return [
-        "demo",
-        "--images",
-        str(root / "images.csv"),
-        "--root",
-        str(root),
-        "--name",
-        "t",
-        *TINY_CLI,
-        "--views",
-        "1",
-        "--epochs",
-        "2",
-        "--k",
-        "1,3",
-        "--bootstrap",
-        "50",
-        "--no-progress",
-        "--workers",
-        "0",
-        *extra,
-    ]
 
 
 def test_demo_builds_everything(tiny_demo) -> None:

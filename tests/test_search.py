@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_untrained_adapter
 from PIL import Image
 
 from dinosearch.backbone import load_backbone
@@ -41,17 +42,7 @@ def test_image_query_finds_itself_from_path_bytes_and_pil(tiny_index: Path, tiny
 def test_one_backbone_serves_raw_and_adapted(
     tiny_features: Path, tiny_backbone, tmp_path: Path
 ) -> None:
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
-
-    adapter = DomainAdapter(AdapterConfig(in_dim=32, bottleneck=16))
-    save_adapter(
-        adapter,
-        tmp_path / "adapter",
-        backbone_fingerprint=tiny_backbone.fingerprint,
-        train_config={},
-        data={},
-        metrics={},
-    )
+    save_untrained_adapter(tmp_path / "adapter", tiny_backbone)
     build_index(tiny_features, tmp_path / "raw")
     build_index(tiny_features, tmp_path / "adapted", adapter_dir=tmp_path / "adapter")
     raw = Searcher(tmp_path / "raw", backbone=tiny_backbone)
@@ -66,7 +57,7 @@ def test_one_backbone_serves_raw_and_adapted(
     np.testing.assert_array_equal(r.ids, raw.search_image(path, 5).ids)
     np.testing.assert_array_equal(a.ids, adapted.search_image(path, 5).ids)
     np.testing.assert_allclose(
-        adapted.embed_image(path), to_vectors(features, adapter)[0], atol=1e-6
+        adapted.embed_image(path), to_vectors(features, adapted.adapter)[0], atol=1e-6
     )
     with pytest.raises(ValueError, match="made by"):
         adapted.search_vectors(raw.embed_features(features), 5, fingerprint=raw.fingerprint)
