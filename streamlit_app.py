@@ -207,7 +207,7 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
     else:
         st.image(thumb, width="stretch")
     badge = " :violet-badge[in both]" if both else ""
-    st.markdown(f"**#{r['rank']}** · {r['score']:.3f}{badge}")
+    st.markdown(f"**#{r['rank']}** · {r['score']:.3f} · `{r['id']}`{badge}")
     if "label" in columns:
         st.markdown(f"**{r['label']}**")
     extra = [f"{c}: {r[c]}" for c in columns if c != "label" and pd.notna(r[c])]

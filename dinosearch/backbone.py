@@ -42,10 +42,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     "dinov2_vitl14_reg": _dinov2("vit_large_patch14_reg4_dinov2"),
     "dinov2_vitg14_reg": _dinov2("vit_giant_patch14_reg4_dinov2"),
     # The DINOv2 ViT architecture shrunk to 2 blocks of width 32: for tests and offline pipelines.
+    # LayerScale starts at 1 instead of DINOv2's 1e-5: with random weights the residual branches
+    # would otherwise vanish and every image map to one vector (cosine > 0.9999999), so no test
+    # could tell a right ranking from a wrong one.
     "dinov2_tiny_test": BackboneSpec(
         "vit_small_patch14_dinov2",
         None,
-        (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("img_size", 56)),
+        (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("img_size", 56), ("init_values", 1.0)),
     ),
 }
 

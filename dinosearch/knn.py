@@ -19,7 +19,12 @@ def exact_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k inner products: (N, D), (B, D) → scores (B, k') float32, ids (B, k') int64, k' = min(k, N).
 
-    Ties are broken by the smaller id, so results repeat exactly.
+    What is promised, on every CPU, thread count and ``chunk``: each row is a top-k up to ``TIE_TOL``
+    (no unreturned id scores more than ``TIE_TOL`` above a returned one), and rows are in score order.
+    The returned candidates are re-scored one pair at a time, in float64, by one fixed computation that
+    does not depend on the chunking, and sorted by (score, smaller id): identical vectors therefore
+    always come out smaller id first. Which of several ids within ``TIE_TOL`` of each other fills the
+    last place may differ between machines, because BLAS rounds the chunked matmul differently.
     """
     best_s = np.empty((len(queries), 0), np.float32)
     best_i = np.empty((len(queries), 0), np.int64)
@@ -35,8 +40,26 @@ def exact_search(
                 np.take_along_axis(best_s, keep, 1),
                 np.take_along_axis(best_i, keep, 1),
             )
-    order = np.lexsort((best_i, -best_s), axis=-1)
-    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    exact = rescore(vectors, queries, best_i)
+    order = np.lexsort((best_i, -exact), axis=-1)
+    return (
+        np.take_along_axis(exact, order, 1).astype(np.float32),
+        np.take_along_axis(best_i, order, 1),
+    )
+
+
+# Scores closer than this may be ranked either way (float32 dot products of unit vectors: ~1e-7).
+TIE_TOL = 1e-5
+
+
+def rescore(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(N, D), (B, D), (B, k) ids → (B, k) float64 inner products, each pair summed the same way."""
+    out = np.empty(ids.shape, np.float64)
+    step = max(1, (1 << 22) // max(1, ids.shape[1] * vectors.shape[1]))  # ≤ 32 MiB of float64 at a time
+    for b in range(0, len(ids), step):
+        picked = vectors[ids[b : b + step]].astype(np.float64)  # (b, k, D)
+        out[b : b + step] = (picked * queries[b : b + step, None, :].astype(np.float64)).sum(-1)
+    return out
 
 
 def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,20 +7,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import (
+    TINY,
+    TINY_SIZE,
+    clustered_vectors,
+    demo_argv,
+    save_untrained_adapter,
+    write_features_folder,
+)
 from PIL import Image
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub from a test
 
 CXR_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
-TINY = "dinov2_tiny_test"
-TINY_SIZE = 56
-# CLI flags for the tiny seeded DINOv2, shared by every command-line test.
-TINY_CLI = ["--backbone", TINY, "--weights", "random", "--image-size", str(TINY_SIZE)]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Print pytest-randomly's seed even under -q, so a failing order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"test order: replay with -p randomly --randomly-seed={seed}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,37 +43,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def demo_argv(root: Path, *extra: str) -> list[str]:
-    """The ``tiny_demo`` fixture's `dinosearch demo` command on ``root``, plus ``extra`` flags."""
-    return [
-        "demo",
-        "--images",
-        str(root / "images.csv"),
-        "--root",
-        str(root),
-        "--name",
-        "t",
-        *TINY_CLI,
-        *("--views", "1", "--epochs", "2", "--k", "1,3", "--bootstrap", "50"),
-        *("--no-progress", "--workers", "0"),
-        *extra,
-    ]
-
-
-def save_untrained_adapter(folder: Path, backbone) -> str:  # type: ignore[no-untyped-def]
-    """An untrained adapter (bottleneck 16) for ``backbone``, saved to ``folder``; → its fingerprint."""
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
-
-    return save_adapter(
-        DomainAdapter(AdapterConfig(in_dim=backbone.embed_dim, bottleneck=16)),
-        folder,
-        backbone_fingerprint=backbone.fingerprint,
-        train_config={},
-        data={},
-        metrics={},
-    )
 
 
 @pytest.fixture(scope="session")
@@ -160,44 +142,6 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
         n_boot=20,
     )
     return root
-
-
-# ---- index and search (issue 4) ----
-
-
-def write_features_folder(
-    folder: Path, features: np.ndarray, metadata, backbone_info: dict
-) -> Path:
-    """A features folder as `dinosearch embed` writes it, from arrays (no backbone run)."""
-    import pandas as pd
-
-    from dinosearch.storage import sha256_file, write_json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "features.npy", np.asarray(features, dtype=np.float32))
-    pd.DataFrame(metadata).to_parquet(folder / "metadata.parquet", index=False)
-    write_json(
-        folder / "manifest.json",
-        {
-            "kind": "features",
-            "backbone": backbone_info,
-            "count": len(features),
-            "dim": int(features.shape[1]),
-            "skipped": 0,
-            "source": "synthetic",
-            "images": f"synthetic-{len(features)}-{float(np.asarray(features).sum()):.6f}",
-            "checksums": {n: sha256_file(folder / n) for n in ("features.npy", "metadata.parquet")},
-        },
-    )
-    return folder
-
-
-def clustered_vectors(n: int, dim: int, *, clusters: int = 50, seed: int = 0) -> np.ndarray:
-    """Seeded unit vectors drawn around ``clusters`` centres: a synthetic set with real neighbours."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,9 @@ def _save(adapter: DomainAdapter, folder) -> str:  # type: ignore[no-untyped-def
 def test_reference_size_has_about_079m_parameters() -> None:
     adapter = DomainAdapter(AdapterConfig(in_dim=768))
     assert 0.78e6 < adapter.num_parameters() < 0.80e6
-    assert adapter.in_dim == adapter.out_dim == 768 and adapter.fingerprint is None
+    out = adapter.eval()(torch.randn(3, 768))
+    assert out.shape == (3, 768)  # 768 → 512 → 768 with the residual: same width out as in
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
 
 
 def test_forward_standardises_and_returns_unit_vectors() -> None:

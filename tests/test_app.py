@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_ranked, brute_force_ranking, ramp, write_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -17,6 +18,7 @@ from dinosearch.report import report_curve
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 RANK = re.compile(r"^\*\*#(\d+)\*\*")
+CARD_ID = re.compile(r"^\*\*#\d+\*\* · [\d.-]+ · `([^`]+)`")
 
 
 @pytest.fixture()
@@ -33,6 +35,11 @@ def result_column(at: AppTest, title: str):
 
 def ranks(column) -> list[int]:
     return [int(m.group(1)) for md in column.markdown if (m := RANK.match(md.value))]
+
+
+def card_ids(column) -> list[str]:
+    """The ids on the result cards of ``column``, in the order shown."""
+    return [m.group(1) for md in column.markdown if (m := CARD_ID.match(md.value))]
 
 
 def png_bytes(path: Path) -> bytes:
@@ -63,13 +70,26 @@ def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
     assert page.info[0].value.startswith("Upload a chest film")
 
 
-def test_upload_shows_k_results_in_each_column(page: AppTest, image_folder: Path) -> None:
+def test_upload_shows_k_results_in_each_column(
+    page: AppTest, image_folder: Path, app_root: Path
+) -> None:
     film = next(image_folder.rglob("*.png"))
     page.sidebar.slider[0].set_value(5)
     page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
     assert not page.exception and not page.error
     assert ranks(result_column(page, "Raw backbone")) == [1, 2, 3, 4, 5]
     assert ranks(result_column(page, "Adapted")) == [1, 2, 3, 4, 5]
+    # each column shows the films in the order brute force over that index's own vectors gives
+    pair = app.SearchPair(app_root / "indexes" / "demo-raw", app_root / "indexes" / "demo-adapted")
+    for side, searcher in (("Raw backbone", pair.raw), ("Adapted", pair.adapted)):
+        ids = searcher.metadata["id"].astype(str).tolist()
+        vectors = searcher.handle.vectors()
+        row = searcher.metadata["path"].tolist().index(str(film))
+        want, want_scores = brute_force_ranking(vectors, vectors[row])
+        shown = card_ids(result_column(page, side))
+        score_of = dict(zip([ids[i] for i in want], want_scores, strict=True))
+        assert_ranked(shown, [score_of[i] for i in shown], [ids[i] for i in want[:5]])
+        assert shown[0] == ids[row]
     assert any(m.label == "Overlap" for m in page.metric)
     assert any("As the backbone sees it" in c.value and "56×56" in c.value for c in page.caption)
 
@@ -94,8 +114,6 @@ def test_corrupt_upload_shows_error_not_exception(page: AppTest) -> None:
 
 
 def test_dicom_upload_never_shows_header_fields(page: AppTest, tmp_path: Path) -> None:
-    from test_images import ramp, write_dicom
-
     film = write_dicom(tmp_path / "study.dcm", ramp(64, 64), window=(2000, 4000))
     page.file_uploader[0].set_value(("study.dcm", film.read_bytes(), "application/dicom")).run()
     assert not page.exception and not page.error

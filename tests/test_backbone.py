@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_SIZE
+from helpers import TINY, TINY_SIZE
 from PIL import Image
 
 from dinosearch.backbone import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_CLI
+from helpers import TINY_CLI
 
 from dinosearch.cli import main
 

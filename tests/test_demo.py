@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
-from conftest import demo_argv
+import pytest
+from helpers import demo_argv
 
+from dinosearch.adapter import load_adapter
 from dinosearch.cli import main
 from dinosearch.demo import training_subset
+from dinosearch.embed import to_vectors
+from dinosearch.featurestore import load_features
 
 
 def test_demo_builds_everything(tiny_demo) -> None:
@@ -30,6 +35,32 @@ def test_demo_builds_everything(tiny_demo) -> None:
         "stratify": "source_repo",
         "queries": None,
     }
+
+
+def _precision_at(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
+    """Leave-one-patient-out precision@k by brute force: a full float64 similarity matrix, sorted."""
+    scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
+    scores[groups[:, None] == groups[None, :]] = -np.inf  # the query and its patient's other films
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((labels[top] == labels[:, None]).mean())
+
+
+def test_demo_report_scores_the_brute_force_ranking(tiny_demo) -> None:
+    result = json.loads((tiny_demo / "reports/t/report.json").read_text())["result"]
+    features = load_features(tiny_demo / "runs/t/features")
+    labels = features.metadata["label"].to_numpy()
+    groups = features.metadata["patient_id"].to_numpy()
+    adapter = load_adapter(tiny_demo / "runs/t/adapter")
+    for method, vectors in (
+        ("raw", to_vectors(features.features)),
+        ("adapted", to_vectors(features.features, adapter)),
+    ):
+        for k in (1, 3):
+            want = _precision_at(vectors, labels, groups, k)
+            got = result["overall"][method][f"precision@{k}"]["mean"]
+            assert got == pytest.approx(want, abs=1e-9), (method, k)
+    # the films of one label cluster under the tiny backbone, so a wrong ranking scores differently
+    assert _precision_at(to_vectors(features.features), labels, groups, 1) == 1.0
 
 
 def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, TINY_CLI, TINY_SIZE
+from helpers import TINY, TINY_CLI, TINY_SIZE
 
 from dinosearch import featurestore
 from dinosearch.cli import main
@@ -186,7 +186,7 @@ def test_rewrite_keeps_old_output_until_new_one_is_complete(
 
 @pytest.mark.cxr
 def test_embed_real_xrays_with_vits14_random(tmp_path: Path, cxr_dir: Path) -> None:
-    """The issue's check at small scale: ViT-S/14 random → one 384-d vector per readable X-ray."""
+    """Real X-rays with bad files mixed in: ViT-S/14 (random) gives one 384-d vector per readable film."""
     folder = tmp_path / "cxr"
     folder.mkdir()
     for src in sorted((cxr_dir / "images").glob("*.jpg"))[:6]:

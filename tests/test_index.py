@@ -9,7 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from conftest import clustered_vectors, write_features_folder
+from helpers import clustered_vectors, write_features_folder
 
 from dinosearch.embed import to_vectors
 from dinosearch.featurestore import load_features

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
+from helpers import assert_knn_equal
 
 from dinosearch.knn import add_vectors, assign, exact_search, kmeans, sample, search_index
 
@@ -15,7 +16,8 @@ def _unit(n: int, d: int, seed: int) -> np.ndarray:
 
 
 def _brute(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    scores = queries @ vectors.T
+    """The reference: one float64 matmul, sorted by (score, smaller id)."""
+    scores = queries.astype(np.float64) @ vectors.astype(np.float64).T
     ids = np.array([np.lexsort((np.arange(len(vectors)), -row))[:k] for row in scores])
     return np.take_along_axis(scores, ids, 1), ids
 
@@ -28,21 +30,44 @@ def test_exact_search_matches_brute_force(chunk: int, k: int) -> None:
     want_s, want_i = _brute(vectors, queries, k)
     assert scores.dtype == np.float32 and ids.dtype == np.int64
     assert ids.shape == (9, min(k, 150))
-    np.testing.assert_array_equal(ids, want_i)
-    np.testing.assert_allclose(scores, want_s, rtol=1e-6)
+    assert_knn_equal(want_s, want_i, scores, ids)
 
 
-@pytest.mark.parametrize("chunk", [1 << 18, 3])
-def test_exact_search_breaks_ties_by_smaller_id(chunk: int) -> None:
+def test_tie_tolerant_check_catches_a_wrong_ranking() -> None:
+    vectors, queries = _unit(150, 16, 0), _unit(9, 16, 1)
+    scores, ids = exact_search(vectors, queries, 10)
+    for wrong_s, wrong_i in (
+        (scores[:, ::-1], ids[:, ::-1]),  # reversed
+        (scores, np.roll(ids, 1, axis=1)),  # ids shifted against their scores
+        (scores, np.where(ids == ids[:, :1], 149 - ids, ids)),  # a wrong id at rank 1
+    ):
+        with pytest.raises(AssertionError):
+            assert_knn_equal(scores, ids, wrong_s, wrong_i)
+
+
+@pytest.mark.parametrize("chunk", [1 << 18, 5, 3, 1])
+def test_identical_vectors_come_out_smaller_id_first(chunk: int) -> None:
     base = _unit(4, 8, 2)
     vectors = np.concatenate([base, base, base])  # ids i, i+4, i+8 score the same for any query
     queries = _unit(5, 8, 3)
     scores, ids = exact_search(vectors, queries, 6, chunk=chunk)
     _, want = _brute(vectors, queries, 6)
-    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_array_equal(ids, want)  # ties among copies are exact after re-scoring
     for row_s, row_i in zip(scores, ids, strict=True):
         for a, b, sa, sb in zip(row_i, row_i[1:], row_s, row_s[1:], strict=False):
             assert sa > sb or (sa == sb and a < b)
+
+
+def test_near_ties_within_tolerance_may_swap_but_stay_in_the_top_k() -> None:
+    rng = np.random.default_rng(4)
+    base = _unit(40, 32, 5)
+    vectors = np.concatenate([base, base + rng.normal(0, 1e-8, base.shape).astype(np.float32)])
+    queries = _unit(6, 32, 6)
+    want_s, want_i = _brute(vectors, queries, 12)
+    for chunk in (1 << 18, 9, 2):
+        scores, ids = exact_search(vectors, queries, 12, chunk=chunk)
+        assert_knn_equal(want_s, want_i, scores, ids)
+        assert np.all((ids % 40)[:, ::2] == (ids % 40)[:, 1::2])  # each copy beside its twin
 
 
 def test_search_index_flat_equals_faiss() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_untrained_adapter
+from helpers import assert_ranked, brute_force_ranking, save_untrained_adapter, unit
 from PIL import Image
 
 from dinosearch.backbone import load_backbone
@@ -23,16 +23,22 @@ def tiny_index(tiny_features: Path, tmp_path: Path) -> Path:
     return tmp_path / "idx"
 
 
-def test_image_query_finds_itself_from_path_bytes_and_pil(tiny_index: Path, tiny_backbone) -> None:
+def test_image_query_finds_itself_from_path_bytes_and_pil(
+    tiny_index: Path, tiny_features: Path, tiny_backbone
+) -> None:
     searcher = Searcher(tiny_index, backbone=tiny_backbone)
     path = searcher.metadata["path"].iloc[4]
     by_path = searcher.search_image(path, k=3)
     by_bytes = searcher.search_image(Path(path).read_bytes(), k=3)
     by_pil = searcher.search_image(Image.open(path), k=3)
-    # the query is embedded exactly as `embed` embedded the indexed image (the random tiny backbone
-    # maps all images to nearly one direction, so ranks among near-ties are not asserted)
+    # the query is embedded exactly as `embed` embedded the indexed image, and ranked as brute force
+    # over the stored features ranks it (the tiny backbone's images differ by cosine 1e-4 to 3e-2)
     np.testing.assert_allclose(searcher.embed_image(path), searcher.handle.vectors()[4], atol=1e-5)
-    assert by_path.scores[0] == pytest.approx(1.0, abs=1e-4)
+    stored = unit(load_features(tiny_features).features)
+    want, want_scores = brute_force_ranking(stored, stored[4])
+    assert want[0] == 4 and want_scores[0] - want_scores[1] > 1e-4
+    assert_ranked(by_path.ids, by_path.scores, want[:3])
+    np.testing.assert_allclose(by_path.scores, want_scores[:3], atol=1e-5)
     np.testing.assert_array_equal(by_path.ids, by_bytes.ids)
     np.testing.assert_array_equal(by_path.ids, by_pil.ids)
     assert list(by_path.rows.columns[:5]) == ["rank", "score", "id", "path", "label"]
@@ -59,6 +65,10 @@ def test_one_backbone_serves_raw_and_adapted(
     np.testing.assert_allclose(
         adapted.embed_image(path), to_vectors(features, adapted.adapter)[0], atol=1e-6
     )
+    stored = load_features(tiny_features).features
+    for result, vectors in ((r, to_vectors(stored)), (a, to_vectors(stored, adapted.adapter))):
+        want, _ = brute_force_ranking(vectors, vectors[0])
+        assert_ranked(result.ids, result.scores, want[:5])
     with pytest.raises(ValueError, match="made by"):
         adapted.search_vectors(raw.embed_features(features), 5, fingerprint=raw.fingerprint)
 

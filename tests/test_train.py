@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_CLI
+from helpers import TINY_CLI
 
 from dinosearch.adapter import load_adapter
 from dinosearch.cli import main
@@ -173,8 +173,13 @@ def test_same_seed_same_adapter(records, tiny_backbone, tmp_path) -> None:
     assert runs[0].adapter.fingerprint == runs[1].adapter.fingerprint
 
 
-def test_online_mode_runs(records, tiny_backbone, tmp_path) -> None:
-    config = TrainConfig(**{**FAST, "epochs": 1}, online=True)
+def test_online_mode_runs_the_backbone_on_two_fresh_views_per_image_each_epoch(
+    records, tiny_backbone, tmp_path, monkeypatch
+) -> None:
+    seen: list[int] = []
+    forward = tiny_backbone.forward
+    monkeypatch.setattr(tiny_backbone, "forward", lambda x: seen.append(len(x)) or forward(x))
+    config = TrainConfig(**{**FAST, "epochs": 2}, online=True)
     result = train_adapter(
         records,
         tiny_backbone,
@@ -183,7 +188,14 @@ def test_online_mode_runs(records, tiny_backbone, tmp_path) -> None:
         cache_dir=tmp_path / "cache",
         progress=False,
     )
-    assert result.history[1]["train_loss"] > 0 and "online" in result.summary
+    data = json.loads((tmp_path / "ad" / "adapter.json").read_text())["data"]
+    n_train, n_val = data["train"], data["val"]
+    assert n_train >= 6 and n_val >= 2
+    # the clean view of every image and two fixed views of each val image, then per epoch two fresh
+    # views of every training image: the reference design's costly path, kept behind --online
+    assert sum(seen) == data["count"] + 2 * n_val + 2 * 2 * n_train
+    assert result.adapter.alpha.item() != pytest.approx(0.1)  # the head was updated
+    assert "online" in result.summary
 
 
 def test_refusals(records, tiny_backbone, tmp_path) -> None:
