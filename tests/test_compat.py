@@ -1,0 +1,54 @@
+"""Folders written by dinosearch 0.1 (tests/fixtures/v0_1) still load, search and evaluate the same."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_ranked, brute_force_ranking
+
+from dinosearch.adapter import load_adapter
+from dinosearch.embed import to_vectors
+from dinosearch.featurestore import load_features
+from dinosearch.search import Searcher
+
+FIXTURE = Path(__file__).parent / "fixtures" / "v0_1"
+
+
+@pytest.fixture()
+def old(tmp_path: Path) -> Path:
+    """A copy of the 0.1 folders at a path other than the one their manifests name."""
+    return Path(shutil.copytree(FIXTURE, tmp_path / "v0_1", symlinks=True))
+
+
+def test_features_and_adapter_load_and_give_the_indexed_vectors(old: Path, tiny_backbone) -> None:
+    features = load_features(old / "features", verify=True)
+    assert features.features.shape == (12, 32) and len(features.metadata) == 12
+    adapter = load_adapter(old / "adapter", backbone_fingerprint=tiny_backbone.fingerprint)
+    adapted = Searcher(old / "indexes" / "adapted", backbone=tiny_backbone)
+    np.testing.assert_allclose(
+        to_vectors(features.features, adapter), adapted.handle.vectors(), atol=1e-6
+    )
+    raw = Searcher(old / "indexes" / "raw", backbone=tiny_backbone)
+    np.testing.assert_allclose(to_vectors(features.features), raw.handle.vectors(), atol=1e-6)
+
+
+def test_old_indexes_answer_image_queries_in_brute_force_order(old: Path, tiny_backbone) -> None:
+    for name in ("raw", "adapted"):
+        searcher = Searcher(old / "indexes" / name, backbone=tiny_backbone)
+        film = old / "images" / "normal_1.png"
+        result = searcher.search_image(film, k=5)
+        vectors = searcher.handle.vectors()
+        row = int(np.flatnonzero(searcher.metadata["path"].str.endswith("normal_1.png"))[0])
+        want, _ = brute_force_ranking(vectors, vectors[row])
+        assert result.ids[0] == row
+        assert_ranked(result.ids, result.scores, want[:5])
+
+
+def test_old_report_is_readable(old: Path) -> None:
+    report = json.loads((old / "report" / "report.json").read_text())
+    assert report["result"]["ks"] == [1, 3]
+    assert set(report["result"]["methods"]) == {"raw", "centred", "whitened", "adapted"}
