@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch import app, catalog
-from dinosearch.images import ImageReadError, read_image
-from dinosearch.report import report_curve, report_table, report_verdicts
+from dinosearch.app import catalog
+from dinosearch.app import compare as app
+from dinosearch.evaluate.report import report_curve, report_table, report_verdicts
+from dinosearch.inputs.images import ImageReadError, read_image
 
 
 @dataclass(frozen=True)

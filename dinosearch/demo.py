@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.backbone import Backbone
-from dinosearch.data import records_fingerprint
-from dinosearch.featurestore import FeatureSet, embed_to_folder, load_features
-from dinosearch.storage import read_json, write_json
+from dinosearch.backbones.backbone import Backbone
+from dinosearch.core.storage import read_json, write_json
+from dinosearch.features.folder import FeatureSet, embed_to_folder, load_features
+from dinosearch.inputs.records import records_fingerprint
 
 DEFAULT_COLUMNS = {"label": "label", "group": "patient_id", "stratify": "source_repo"}
 
@@ -68,7 +68,7 @@ class DemoPaths:
 def run_demo(config: DemoConfig, backbone: Backbone, log: Callable[[str], None] = print) -> str:
     """Build or reuse every stage, evaluate, write the report; → the summary text to print."""
     from dinosearch.cli.evaluate import evaluate_indexes
-    from dinosearch.data import load_records
+    from dinosearch.inputs.records import load_records
 
     paths = DemoPaths.of(Path(config.root), config.name)
     records, passed_over = load_records(config.images)
@@ -166,7 +166,7 @@ def _index(
     adapter_fp: str | None,
     log: Callable[[str], None],
 ) -> None:
-    from dinosearch.index import build_index, open_index
+    from dinosearch.index.build import build_index, open_index
 
     try:
         handle = open_index(out, verify=False)
@@ -206,9 +206,9 @@ def _adapter(
     columns: dict[str, str | None],
     log: Callable[[str], None],
 ) -> str:
-    from dinosearch.adapter import read_adapter_info
-    from dinosearch.config import TrainConfig
-    from dinosearch.train import train_adapter
+    from dinosearch.adapt.adapter import read_adapter_info
+    from dinosearch.adapt.config import TrainConfig
+    from dinosearch.adapt.train import train_adapter
 
     train_config = TrainConfig.from_dict(
         {**config.train, "group_column": columns["group"], "label_column": columns["label"]}

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from dinosearch.backbone import load_backbone
-from dinosearch.features import extract_features
-from dinosearch.images import read_image
-from dinosearch.runtime import resolve_device
-from dinosearch.transforms import eval_transform
+from dinosearch.backbones.backbone import load_backbone
+from dinosearch.backbones.transforms import eval_transform
+from dinosearch.core.runtime import resolve_device
+from dinosearch.features.extract import extract_features
+from dinosearch.inputs.images import read_image
 
 CXR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "images"
 

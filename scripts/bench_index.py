@@ -19,12 +19,12 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
-from dinosearch.embed import to_vectors
-from dinosearch.index import build_index, choose_index, open_index
-from dinosearch.knn import exact_search, train_add
-from dinosearch.search import Searcher
-from dinosearch.storage import sha256_file, write_json
+from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.storage import sha256_file, write_json
+from dinosearch.index.build import build_index, choose_index, open_index
+from dinosearch.index.knn import exact_search, train_add
+from dinosearch.search.searcher import Searcher
 
 FINGERPRINT = "bench|random(seed=0)|224px|cls"
 
@@ -106,8 +106,8 @@ def rebuild(n: int, dim: int, root: Path) -> None:
         f"{total:.2f} s  [{handle.manifest['index_type']}, {handle.count:,} vectors]  "
         f"target < 10 s: {'OK' if total < 10 else 'MISSED'}"
     )
-    from dinosearch.featurestore import load_features
-    from dinosearch.index import load_index_adapter
+    from dinosearch.features.folder import load_features
+    from dinosearch.index.build import load_index_adapter
 
     t = time.perf_counter()
     fs = load_features(root / "features")

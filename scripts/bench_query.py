@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from dinosearch.app import SearchPair, read_query
-from dinosearch.backbone import Backbone, load_backbone
-from dinosearch.data import load_records
-from dinosearch.featurestore import embed_to_folder
-from dinosearch.index import build_index
+from dinosearch.app.compare import SearchPair, read_query
+from dinosearch.backbones.backbone import Backbone, load_backbone
+from dinosearch.features.folder import embed_to_folder
+from dinosearch.index.build import build_index
+from dinosearch.inputs.records import load_records
 
 DEFAULT_IMAGES = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"
@@ -30,7 +30,7 @@ DEFAULT_IMAGES = (
 
 def build(args: argparse.Namespace, backbone: Backbone) -> tuple[Path, Path, str]:
     """Raw and adapted (untrained adapter: same cost as a trained one) indexes; a query file."""
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+    from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
 
     work = Path(args.work)
     records, _ = load_records(args.images)

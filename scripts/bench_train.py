@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dinosearch.backbone import load_backbone
-from dinosearch.config import TrainConfig
-from dinosearch.data import load_records
-from dinosearch.fit import fit_adapter
-from dinosearch.train import train_adapter
+from dinosearch.adapt.config import TrainConfig
+from dinosearch.adapt.fit import fit_adapter
+from dinosearch.adapt.train import train_adapter
+from dinosearch.backbones.backbone import load_backbone
+from dinosearch.inputs.records import load_records
 
 DEFAULT_IMAGES = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"

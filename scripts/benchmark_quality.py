@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from dinosearch.backbone import backbone_from_info
-from dinosearch.config import TrainConfig
+from dinosearch.adapt.config import TrainConfig
+from dinosearch.adapt.train import train_adapter
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.backbones.backbone import backbone_from_info
 from dinosearch.demo import training_subset
-from dinosearch.embed import to_vectors
-from dinosearch.evaluate import evaluate
-from dinosearch.featurestore import load_features
-from dinosearch.train import train_adapter
+from dinosearch.evaluate.ab import evaluate
+from dinosearch.features.folder import load_features
 
 
 def parse_setting(text: str) -> dict[str, Any]:

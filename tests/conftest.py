@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The DINOv2 ViT architecture at width 32, depth 2, seeded random weights (32-d features)."""
-    from dinosearch.backbone import load_backbone
+    from dinosearch.backbones.backbone import load_backbone
 
     return load_backbone(TINY, "random", image_size=TINY_SIZE, seed=0)
 
@@ -112,9 +112,9 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
     import torch
 
     from dinosearch.cli.evaluate import evaluate_indexes
-    from dinosearch.data import load_records
-    from dinosearch.featurestore import embed_to_folder
-    from dinosearch.index import build_index
+    from dinosearch.features.folder import embed_to_folder
+    from dinosearch.index.build import build_index
+    from dinosearch.inputs.records import load_records
 
     root = tmp_path_factory.mktemp("app")
     files = sorted(p for p in image_folder.rglob("*") if p.is_file())
@@ -151,8 +151,8 @@ def tiny_features(
     """The dozen synthetic images embedded by the tiny backbone, with group/view columns added."""
     import pandas as pd
 
-    from dinosearch.data import load_records
-    from dinosearch.featurestore import embed_to_folder
+    from dinosearch.features.folder import embed_to_folder
+    from dinosearch.inputs.records import load_records
 
     records, _ = load_records(image_folder)
     records["patient_id"] = [f"p{i // 2}" for i in range(len(records))]  # two images per patient

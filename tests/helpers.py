@@ -130,7 +130,7 @@ def demo_argv(root: Path, *extra: str) -> list[str]:
 
 def save_untrained_adapter(folder: Path, backbone: Any) -> str:
     """An untrained adapter (bottleneck 16) for ``backbone``, saved to ``folder``; → its fingerprint."""
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+    from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
 
     return save_adapter(
         DomainAdapter(AdapterConfig(in_dim=backbone.embed_dim, bottleneck=16)),
@@ -148,7 +148,7 @@ def write_features_folder(
     """A features folder as `dinosearch embed` writes it, from arrays (no backbone run)."""
     import pandas as pd
 
-    from dinosearch.storage import sha256_file, write_json
+    from dinosearch.core.storage import sha256_file, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "features.npy", np.asarray(features, dtype=np.float32))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dinosearch.adapter import AdapterConfig, DomainAdapter, load_adapter, save_adapter
-from dinosearch.embed import to_vectors
+from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, load_adapter, save_adapter
+from dinosearch.adapt.vectors import to_vectors
 
 FP = "dinov2_tiny_test|random(seed=0)|56px|cls"
 

@@ -1,4 +1,4 @@
-"""The Streamlit app through Streamlit's own AppTest, and its logic (dinosearch.app, .catalog) directly."""
+"""The Streamlit app through Streamlit's own AppTest, and its logic (dinosearch.app.compare, .catalog) directly."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from helpers import assert_ranked, brute_force_ranking, ramp, write_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dinosearch import app, catalog
-from dinosearch.index import build_index
-from dinosearch.report import report_curve
+from dinosearch.app import catalog
+from dinosearch.app import compare as app
+from dinosearch.evaluate.report import report_curve
+from dinosearch.index.build import build_index
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 RANK = re.compile(r"^\*\*#(\d+)\*\*")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from dinosearch.augment import build_augment
+from dinosearch.adapt.augment import build_augment
 
 
 def _ops(augment: object) -> list[v2.Transform]:

@@ -14,14 +14,14 @@ import torch
 from helpers import TINY, TINY_SIZE
 from PIL import Image
 
-from dinosearch.backbone import (
+from dinosearch.backbones.backbone import (
     BACKBONES,
     Preprocess,
     backbone_from_info,
     load_backbone,
     read_state_dict,
 )
-from dinosearch.transforms import eval_transform
+from dinosearch.backbones.transforms import eval_transform
 
 REPO = Path(__file__).resolve().parents[1]
 

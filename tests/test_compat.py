@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from helpers import assert_ranked, brute_force_ranking
 
-from dinosearch.adapter import load_adapter
-from dinosearch.embed import to_vectors
-from dinosearch.featurestore import load_features
-from dinosearch.search import Searcher
+from dinosearch.adapt.adapter import load_adapter
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.features.folder import load_features
+from dinosearch.search.searcher import Searcher
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1"
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from helpers import demo_argv
 
-from dinosearch.adapter import load_adapter
+from dinosearch.adapt.adapter import load_adapter
+from dinosearch.adapt.vectors import to_vectors
 from dinosearch.cli import main
 from dinosearch.demo import training_subset
-from dinosearch.embed import to_vectors
-from dinosearch.featurestore import load_features
+from dinosearch.features.folder import load_features
 
 
 def test_demo_builds_everything(tiny_demo) -> None:

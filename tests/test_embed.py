@@ -11,13 +11,13 @@ import pytest
 import torch
 from helpers import TINY, TINY_CLI, TINY_SIZE
 
-from dinosearch import featurestore
+from dinosearch.backbones.transforms import eval_transform
 from dinosearch.cli import main
-from dinosearch.data import load_records
-from dinosearch.features import extract_features
-from dinosearch.featurestore import embed_to_folder, load_features
-from dinosearch.images import read_image
-from dinosearch.transforms import eval_transform
+from dinosearch.features import folder as featurestore
+from dinosearch.features.extract import extract_features
+from dinosearch.features.folder import embed_to_folder, load_features
+from dinosearch.inputs.images import read_image
+from dinosearch.inputs.records import load_records
 
 TINY_ARGS = [
     *TINY_CLI,
@@ -152,7 +152,7 @@ def test_resume_after_interruption_redoes_no_finished_shard(
 
 
 def test_resume_refuses_another_backbone(tmp_path: Path, image_folder: Path, tiny_backbone) -> None:
-    from dinosearch.backbone import load_backbone
+    from dinosearch.backbones.backbone import load_backbone
 
     records, _ = load_records(image_folder)
     partial = tmp_path / "feats.partial"

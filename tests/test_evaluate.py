@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from dinosearch import metrics
-from dinosearch.evaluate import Side, bootstrap, evaluate, fit_whitening, rank_exact
-from dinosearch.report import markdown, write_report
+from dinosearch.core import metrics
+from dinosearch.evaluate.ab import Side, bootstrap, evaluate, fit_whitening, rank_exact
+from dinosearch.evaluate.report import markdown, write_report
 
 
 def synthetic(n: int = 120, dim: int = 16, seed: int = 0):

@@ -10,7 +10,7 @@ import pytest
 from helpers import ramp, write_dicom
 from PIL import Image
 
-from dinosearch.images import ImageReadError, read_image
+from dinosearch.inputs.images import ImageReadError, read_image
 
 
 def test_png_8bit_stays_grayscale(tmp_path: Path) -> None:

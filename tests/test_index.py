@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from helpers import clustered_vectors, write_features_folder
 
-from dinosearch.embed import to_vectors
-from dinosearch.featurestore import load_features
-from dinosearch.index import build_index, choose_index, open_index
-from dinosearch.knn import exact_search
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.features.folder import load_features
+from dinosearch.index.build import build_index, choose_index, open_index
+from dinosearch.index.knn import exact_search
 
 
 def test_round_trip_identical_ids_and_scores(synthetic_features: Path, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_append_adds_a_version_and_refuses_duplicates(
 
 
 def test_adapted_index(synthetic_features: Path, tmp_path: Path, tiny_backbone) -> None:
-    from dinosearch.adapter import AdapterConfig, DomainAdapter, save_adapter
+    from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
 
     adapter = DomainAdapter(AdapterConfig(in_dim=32, bottleneck=16))
     save_adapter(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import assert_knn_equal
 
-from dinosearch.knn import add_vectors, assign, exact_search, kmeans, sample, search_index
+from dinosearch.index.knn import add_vectors, assign, exact_search, kmeans, sample, search_index
 
 
 def _unit(n: int, d: int, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dinosearch.losses import info_nce
+from dinosearch.adapt.losses import info_nce
 
 
 def slow_nt_xent(

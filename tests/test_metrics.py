@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dinosearch import metrics
-from dinosearch.evaluate import Side, eligibility, rank_exact
+from dinosearch.core import metrics
+from dinosearch.evaluate.ab import Side, eligibility, rank_exact
 
 
 def slow_metrics(scores, q_ids, g_ids, q_groups, g_groups, q_labels, g_labels, k):

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinosearch.index import build_index, open_index
-from dinosearch.publish import current_version, list_versions
+from dinosearch.index.build import build_index, open_index
+from dinosearch.index.publish import current_version, list_versions
 
 # Child: rebuild the index, SIGKILLing itself at one step of the publish.
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    import dinosearch.index as ix, dinosearch.publish as pub
+    import dinosearch.index.build as ix, dinosearch.index.publish as pub
     features, out, step = sys.argv[1:]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if step == "files":      # index.faiss and metadata.parquet written in staging, nothing published
@@ -58,7 +58,7 @@ def test_killed_mid_publish_leaves_previous_version(
 def test_failure_between_steps_keeps_previous(
     synthetic_features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dinosearch.publish as pub
+    import dinosearch.index.publish as pub
 
     out = tmp_path / "idx"
     build_index(synthetic_features, out)

@@ -9,12 +9,12 @@ import pytest
 from helpers import assert_ranked, brute_force_ranking, save_untrained_adapter, unit
 from PIL import Image
 
-from dinosearch.backbone import load_backbone
-from dinosearch.embed import to_vectors
-from dinosearch.featurestore import load_features
-from dinosearch.index import build_index
-from dinosearch.knn import exact_search
-from dinosearch.search import Searcher, parse_filters
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.backbones.backbone import load_backbone
+from dinosearch.features.folder import load_features
+from dinosearch.index.build import build_index
+from dinosearch.index.knn import exact_search
+from dinosearch.search.searcher import Searcher, parse_filters
 
 
 @pytest.fixture()

@@ -10,14 +10,14 @@ import pytest
 import torch
 from helpers import TINY_CLI
 
-from dinosearch.adapter import load_adapter
+from dinosearch.adapt.adapter import load_adapter
+from dinosearch.adapt.config import TrainConfig
+from dinosearch.adapt.fit import fit_adapter, knn_precision
+from dinosearch.adapt.pairs import sample_pairs, split_by_group
+from dinosearch.adapt.train import train_adapter
+from dinosearch.adapt.vectors import l2_normalize, to_vectors
 from dinosearch.cli import main
-from dinosearch.config import TrainConfig
-from dinosearch.data import load_records
-from dinosearch.embed import l2_normalize, to_vectors
-from dinosearch.fit import fit_adapter, knn_precision
-from dinosearch.pairs import sample_pairs, split_by_group
-from dinosearch.train import train_adapter
+from dinosearch.inputs.records import load_records
 
 
 def synthetic_views(

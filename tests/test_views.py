@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinosearch.augment import build_augment
-from dinosearch.data import load_records
-from dinosearch.features import iter_fresh_pairs
-from dinosearch.featurestore import FeatureSet, embed_to_folder
-from dinosearch.views import compute_views, default_cache_dir
+from dinosearch.adapt.augment import build_augment
+from dinosearch.adapt.views import compute_views, default_cache_dir
+from dinosearch.features.extract import iter_fresh_pairs
+from dinosearch.features.folder import FeatureSet, embed_to_folder
+from dinosearch.inputs.records import load_records
 
 
 @pytest.fixture(scope="module")

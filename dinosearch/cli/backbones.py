@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dinosearch.backbone import BACKBONES, list_backbones
+from dinosearch.backbones.backbone import BACKBONES, list_backbones
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

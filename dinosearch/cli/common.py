@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dinosearch.backbone import Backbone, load_backbone
-from dinosearch.runtime import resolve_device
+from dinosearch.backbones.backbone import Backbone, load_backbone
+from dinosearch.core.runtime import resolve_device
 
 
 def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2_vits14") -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.data import load_records
-from dinosearch.featurestore import embed_to_folder
+from dinosearch.features.folder import embed_to_folder
+from dinosearch.inputs.records import load_records
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -113,10 +113,10 @@ def evaluate_indexes(
     whiten_dim: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Open both indexes, evaluate, write the report; → (result, meta, summary text)."""
-    from dinosearch.evaluate import evaluate
-    from dinosearch.index import open_index
-    from dinosearch.report import summary, write_report
-    from dinosearch.runtime import package_version
+    from dinosearch.core.runtime import package_version
+    from dinosearch.evaluate.ab import evaluate
+    from dinosearch.evaluate.report import summary, write_report
+    from dinosearch.index.build import open_index
 
     raw, adapted = open_index(raw_dir), open_index(adapted_dir)
     _check_pair(raw, adapted)
@@ -218,7 +218,7 @@ def _aligned(
 
 def _raw_features(raw: Any) -> tuple[np.ndarray, str]:
     """The raw index's backbone features (for whitening), else its unit vectors."""
-    from dinosearch.featurestore import load_features
+    from dinosearch.features.folder import load_features
 
     src = raw.manifest.get("features") or {}
     try:

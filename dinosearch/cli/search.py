@@ -8,8 +8,8 @@ import sys
 
 import pandas as pd
 
-from dinosearch.runtime import resolve_device
-from dinosearch.search import Searcher
+from dinosearch.core.runtime import resolve_device
+from dinosearch.search.searcher import Searcher
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dinosearch.adapt.config import TrainConfig
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.config import TrainConfig
-from dinosearch.data import load_records
+from dinosearch.inputs.records import load_records
 
 
 def _optional(value: str) -> str | None:
@@ -97,8 +97,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dinosearch.featurestore import load_features
-    from dinosearch.train import train_adapter
+    from dinosearch.adapt.train import train_adapter
+    from dinosearch.features.folder import load_features
 
     records, _ = load_records(args.images, path_column=args.path_column)
     if args.limit is not None:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
-from dinosearch.backbone import Preprocess
+from dinosearch.backbones.backbone import Preprocess
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 

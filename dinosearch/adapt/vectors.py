@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from dinosearch.adapter import DomainAdapter
+    from dinosearch.adapt.adapter import DomainAdapter
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

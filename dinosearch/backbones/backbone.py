@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import nn
 
-from dinosearch.storage import sha256_file
+from dinosearch.core.storage import sha256_file
 
 Pooling = Literal["cls", "cls+mean"]
 
@@ -151,7 +151,7 @@ def load_backbone(
         WeightsUnavailableError: pretrained weights neither cached nor downloadable.
     """
     if name.startswith("openclip:"):
-        from dinosearch.openclip import load_openclip
+        from dinosearch.backbones.openclip import load_openclip
 
         return load_openclip(name, weights, image_size=image_size, seed=seed, device=device)
     if name not in BACKBONES:

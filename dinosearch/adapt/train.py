@@ -18,18 +18,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dinosearch.adapter import DomainAdapter, save_adapter
-from dinosearch.augment import build_augment
-from dinosearch.backbone import Backbone
-from dinosearch.config import TrainConfig
-from dinosearch.data import records_fingerprint
-from dinosearch.features import iter_fresh_pairs
-from dinosearch.featurestore import FeatureSet
-from dinosearch.fit import Step, fit_adapter
-from dinosearch.losses import info_nce
-from dinosearch.pairs import split_by_group
-from dinosearch.storage import write_json
-from dinosearch.views import compute_views, view_seed
+from dinosearch.adapt.adapter import DomainAdapter, save_adapter
+from dinosearch.adapt.augment import build_augment
+from dinosearch.adapt.config import TrainConfig
+from dinosearch.adapt.fit import Step, fit_adapter
+from dinosearch.adapt.losses import info_nce
+from dinosearch.adapt.pairs import split_by_group
+from dinosearch.adapt.views import compute_views, view_seed
+from dinosearch.backbones.backbone import Backbone
+from dinosearch.core.storage import write_json
+from dinosearch.features.extract import iter_fresh_pairs
+from dinosearch.features.folder import FeatureSet
+from dinosearch.inputs.records import records_fingerprint
 
 
 @dataclass

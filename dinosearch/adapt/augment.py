@@ -13,8 +13,8 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from dinosearch.backbone import Preprocess
-from dinosearch.transforms import interpolation, to_model_input
+from dinosearch.backbones.backbone import Preprocess
+from dinosearch.backbones.transforms import interpolation, to_model_input
 
 
 class RandomGamma(v2.Transform):

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.augment import build_augment
-from dinosearch.backbone import Backbone
-from dinosearch.data import records_fingerprint
-from dinosearch.features import extract_features
-from dinosearch.featurestore import FeatureSet
-from dinosearch.storage import read_json, replace_dir, write_json
-from dinosearch.transforms import ImageTransform, eval_transform
+from dinosearch.adapt.augment import build_augment
+from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones.transforms import ImageTransform, eval_transform
+from dinosearch.core.storage import read_json, replace_dir, write_json
+from dinosearch.features.extract import extract_features
+from dinosearch.features.folder import FeatureSet
+from dinosearch.inputs.records import records_fingerprint
 
 AUGMENT_VERSION = 1  # bump when a preset's recipe changes, so old caches are not reused
 CLEAN_SEED = -1  # key marker of the eval-transform view (no randomness)

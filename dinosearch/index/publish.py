@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dinosearch.storage import atomic_write, fsync_dir
+from dinosearch.core.storage import atomic_write, fsync_dir
 
 CURRENT = "current"
 VERSIONS = "versions"

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from PIL import Image
 
-from dinosearch.catalog import IndexInfo, pair_problem
-from dinosearch.images import ImageReadError, read_image
-from dinosearch.metrics import split_labels
+from dinosearch.app.catalog import IndexInfo, pair_problem
+from dinosearch.core.metrics import split_labels
+from dinosearch.inputs.images import ImageReadError, read_image
 
 if TYPE_CHECKING:
-    from dinosearch.backbone import Preprocess
-    from dinosearch.search import Filters, GroupExclusion, SearchResult
+    from dinosearch.backbones.backbone import Preprocess
+    from dinosearch.search.searcher import Filters, GroupExclusion, SearchResult
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
@@ -75,7 +75,7 @@ class SearchPair:
     """A raw and an adapted Searcher sharing one backbone: one forward pass feeds both."""
 
     def __init__(self, raw_dir: str | Path, adapted_dir: str | Path, device: str = "cpu") -> None:
-        from dinosearch.search import Searcher
+        from dinosearch.search.searcher import Searcher
 
         self.raw = Searcher(raw_dir, device=device)
         self.adapted = Searcher(adapted_dir, backbone=self.raw.backbone, device=device)
@@ -138,7 +138,7 @@ def model_view(image: Image.Image, pre: Preprocess) -> Image.Image:
     """The query as the backbone sees it: short side resized, centre-cropped (before normalising)."""
     from torchvision.transforms import v2
 
-    from dinosearch.transforms import interpolation
+    from dinosearch.backbones.transforms import interpolation
 
     resize = v2.Resize(
         pre.resize_size, interpolation=interpolation(pre.interpolation), antialias=True

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dinosearch import metrics
-from dinosearch.adapter import AdapterConfig, DomainAdapter
-from dinosearch.config import TrainConfig
-from dinosearch.embed import l2_normalize, to_vectors
-from dinosearch.evaluate import Side, eligibility, rank_exact
-from dinosearch.losses import info_nce
-from dinosearch.pairs import sample_pairs
-from dinosearch.runtime import seed_everything
+from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter
+from dinosearch.adapt.config import TrainConfig
+from dinosearch.adapt.losses import info_nce
+from dinosearch.adapt.pairs import sample_pairs
+from dinosearch.adapt.vectors import l2_normalize, to_vectors
+from dinosearch.core import metrics
+from dinosearch.core.runtime import seed_everything
+from dinosearch.evaluate.ab import Side, eligibility, rank_exact
 
 Step = Callable[[torch.Tensor], None]
 

@@ -24,15 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dinosearch.embed import to_vectors
-from dinosearch.featurestore import load_features
-from dinosearch.knn import add_vectors, search_index, train_add
-from dinosearch.publish import VERSIONS, current_version, next_version, publish, staging
-from dinosearch.runtime import package_version
-from dinosearch.storage import read_json, sha256_file, write_json
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.runtime import package_version
+from dinosearch.core.storage import read_json, sha256_file, write_json
+from dinosearch.features.folder import load_features
+from dinosearch.index.knn import add_vectors, search_index, train_add
+from dinosearch.index.publish import VERSIONS, current_version, next_version, publish, staging
 
 if TYPE_CHECKING:
-    from dinosearch.adapter import DomainAdapter
+    from dinosearch.adapt.adapter import DomainAdapter
 
 IndexType = Literal["auto", "flat", "ivf-flat", "ivf-pq", "hnsw"]
 INDEX_TYPES = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
@@ -237,7 +237,7 @@ def load_index_adapter(
     """The adapter at ``adapter_dir`` (None → None), refused if trained on another backbone."""
     if adapter_dir is None:
         return None
-    from dinosearch.adapter import load_adapter
+    from dinosearch.adapt.adapter import load_adapter
 
     return load_adapter(adapter_dir, backbone_fingerprint=backbone_fingerprint)
 

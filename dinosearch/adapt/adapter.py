@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinosearch.runtime import package_version
-from dinosearch.storage import atomic_write, read_json, sha256_file, write_json
+from dinosearch.core.runtime import package_version
+from dinosearch.core.storage import atomic_write, read_json, sha256_file, write_json
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"

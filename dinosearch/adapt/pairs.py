@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dinosearch.config import TrainConfig
+from dinosearch.adapt.config import TrainConfig
 
 
 def split_by_group(

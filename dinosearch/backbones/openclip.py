@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from dinosearch.backbone import Backbone, Preprocess, WeightsUnavailableError
-from dinosearch.storage import sha256_file
+from dinosearch.backbones.backbone import Backbone, Preprocess, WeightsUnavailableError
+from dinosearch.core.storage import sha256_file
 
 
 def load_openclip(

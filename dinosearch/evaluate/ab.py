@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dinosearch import metrics
-from dinosearch.embed import l2_normalize
+from dinosearch.adapt.vectors import l2_normalize
+from dinosearch.core import metrics
 
 BASELINES = ("raw", "centred", "whitened")
 

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dinosearch.backbone import Backbone
-from dinosearch.images import ImageReadError, read_image
-from dinosearch.transforms import ImageTransform, eval_transform
+from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones.transforms import ImageTransform, eval_transform
+from dinosearch.inputs.images import ImageReadError, read_image
 
 Item = tuple[int, torch.Tensor | None, str | None]
 

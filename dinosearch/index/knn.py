@@ -55,7 +55,9 @@ TIE_TOL = 1e-5
 def rescore(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(N, D), (B, D), (B, k) ids → (B, k) float64 inner products, each pair summed the same way."""
     out = np.empty(ids.shape, np.float64)
-    step = max(1, (1 << 22) // max(1, ids.shape[1] * vectors.shape[1]))  # ≤ 32 MiB of float64 at a time
+    step = max(
+        1, (1 << 22) // max(1, ids.shape[1] * vectors.shape[1])
+    )  # ≤ 32 MiB of float64 at a time
     for b in range(0, len(ids), step):
         picked = vectors[ids[b : b + step]].astype(np.float64)  # (b, k, D)
         out[b : b + step] = (picked * queries[b : b + step, None, :].astype(np.float64)).sum(-1)

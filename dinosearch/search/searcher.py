@@ -13,16 +13,16 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from dinosearch.backbone import Backbone, backbone_from_info
-from dinosearch.embed import to_vectors
-from dinosearch.images import read_image
-from dinosearch.index import load_index_adapter, open_index
-from dinosearch.publish import current_version
-from dinosearch.runtime import resolve_device
-from dinosearch.transforms import ImageTransform, eval_transform
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.backbones.backbone import Backbone, backbone_from_info
+from dinosearch.backbones.transforms import ImageTransform, eval_transform
+from dinosearch.core.runtime import resolve_device
+from dinosearch.index.build import load_index_adapter, open_index
+from dinosearch.index.publish import current_version
+from dinosearch.inputs.images import read_image
 
 if TYPE_CHECKING:
-    from dinosearch.adapter import DomainAdapter
+    from dinosearch.adapt.adapter import DomainAdapter
 
 ImageSource = str | Path | bytes | Image.Image
 Filters = str | Mapping[str, Any] | None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dinosearch.storage import atomic_write, write_json
+from dinosearch.core.storage import atomic_write, write_json
 
 TABLE_METRICS = ("precision", "recall", "hit_rate", "map", "knn_accuracy")
 METRIC_NAMES = {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dinosearch.images import IMAGE_SUFFIXES
+from dinosearch.inputs.images import IMAGE_SUFFIXES
 
 PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image_path", "image", "filename")
 ID_COLUMNS = ("id", "image_id")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dinosearch.publish import VERSIONS, current_version
-from dinosearch.storage import read_json
+from dinosearch.core.storage import read_json
+from dinosearch.index.publish import VERSIONS, current_version
 
 
 @dataclass(frozen=True)

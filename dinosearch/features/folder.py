@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.backbone import Backbone
-from dinosearch.data import records_fingerprint
-from dinosearch.runtime import package_version
-from dinosearch.storage import read_json, replace_dir, sha256_file, write_json
+from dinosearch.backbones.backbone import Backbone
+from dinosearch.core.runtime import package_version
+from dinosearch.core.storage import read_json, replace_dir, sha256_file, write_json
+from dinosearch.inputs.records import records_fingerprint
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _embed_shard(
     num_workers: int | None,
     progress: bool,
 ) -> None:
-    from dinosearch.features import extract_features
+    from dinosearch.features.extract import extract_features
 
     desc = f"embed {start}-{stop - 1}" if progress else False
     pos, feats, failures = extract_features(
