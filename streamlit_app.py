@@ -16,7 +16,8 @@ import streamlit as st
 
 from dinosearch.app import catalog
 from dinosearch.app import compare as app
-from dinosearch.evaluate.report import report_curve, report_table, report_verdicts
+from dinosearch.core.metrics import headline_k
+from dinosearch.evaluate.report import report_curve, report_table, verdicts
 from dinosearch.inputs.images import ImageReadError, read_image
 
 
@@ -266,7 +267,8 @@ def evaluation_tab(pair: catalog.IndexPair, settings: app.AppSettings) -> None:
         f"{meta.get('exclusion', '')}. 95% bootstrap intervals. Made {meta.get('created')}, "
         f"`{report.folder}`."
     )
-    st.markdown("\n".join(f"- {line}" for line in report_verdicts(result)))
+    key = f"precision@{headline_k(result['ks'])}"
+    st.markdown("\n".join(f"- {line}" for line in verdicts(result["overall"], key)))
     st.dataframe(report_table(result))
     st.line_chart(report_curve(result), x_label="k", y_label="precision@k")
     if report.plot:

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from dinosearch.backbones.backbone import Backbone
+from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.storage import read_json, write_json
+from dinosearch.evaluate.indexes import evaluate_indexes
 from dinosearch.features.folder import FeatureSet, embed_to_folder, load_features
 from dinosearch.inputs.records import records_fingerprint
-
-DEFAULT_COLUMNS = {"label": "label", "group": "patient_id", "stratify": "source_repo"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class DemoConfig:
     root: Path = Path(".")
     train: dict[str, Any] = field(default_factory=dict)
     train_images: int | None = 1000  # view extraction costs K backbone passes per image: cap it
-    label_column: str | None = None  # None: the DEFAULT_COLUMNS name when present
+    label_column: str | None = None  # None: the core.columns default when present
     group_column: str | None = None
     stratify_column: str | None = None
     ks: tuple[int, ...] = (1, 5, 10, 20)
@@ -67,7 +67,6 @@ class DemoPaths:
 
 def run_demo(config: DemoConfig, backbone: Backbone, log: Callable[[str], None] = print) -> str:
     """Build or reuse every stage, evaluate, write the report; → the summary text to print."""
-    from dinosearch.cli.evaluate import evaluate_indexes
     from dinosearch.inputs.records import load_records
 
     paths = DemoPaths.of(Path(config.root), config.name)
@@ -75,7 +74,12 @@ def run_demo(config: DemoConfig, backbone: Backbone, log: Callable[[str], None] 
     if backbone.random_init:
         log(f"note: {backbone.name} is randomly initialised: this run measures an untrained model")
     fs = _features(records, passed_over, backbone, paths.features, config, log)
-    columns = _columns(fs.metadata, config)
+    columns = resolve_roles(
+        fs.metadata.columns,
+        label=config.label_column,
+        group=config.group_column,
+        stratify=config.stratify_column,
+    )
     _index(fs, paths.features, paths.raw_index, None, None, log)
     adapter_fp = _adapter(fs, backbone, paths, config, columns, log)
     _index(fs, paths.features, paths.adapted_index, paths.adapter, adapter_fp, log)
@@ -100,30 +104,6 @@ def run_demo(config: DemoConfig, backbone: Backbone, log: Callable[[str], None] 
         f"{text}\n\nindexes: {paths.raw_index} (raw), {paths.adapted_index} (adapted)\n"
         f"open the app on them: {app}"
     )
-
-
-def _columns(metadata: pd.DataFrame, config: DemoConfig) -> dict[str, str | None]:
-    asked = {
-        "label": config.label_column,
-        "group": config.group_column,
-        "stratify": config.stratify_column,
-    }
-    out: dict[str, str | None] = {}
-    for role, column in asked.items():
-        if column is not None and column != "" and column not in metadata.columns:
-            raise ValueError(
-                f"--{role}-column {column!r} is not among the image columns "
-                f"{list(metadata.columns)}"
-            )
-        default = DEFAULT_COLUMNS[role]
-        out[role] = column or (default if column is None and default in metadata.columns else None)
-    if out["label"] is None:
-        raise ValueError(
-            f"{'--images'} has no label column (columns {list(metadata.columns)}); "
-            "the demo evaluates retrieval by label: pass --label-column or use labelled "
-            "sub-folders"
-        )
-    return out
 
 
 def _features(
@@ -203,7 +183,7 @@ def _adapter(
     backbone: Backbone,
     paths: DemoPaths,
     config: DemoConfig,
-    columns: dict[str, str | None],
+    columns: dict[Role, str | None],
     log: Callable[[str], None],
 ) -> str:
     from dinosearch.adapt.adapter import read_adapter_info

@@ -111,7 +111,7 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
     import pandas as pd
     import torch
 
-    from dinosearch.cli.evaluate import evaluate_indexes
+    from dinosearch.evaluate.indexes import evaluate_indexes
     from dinosearch.features.folder import embed_to_folder
     from dinosearch.index.build import build_index
     from dinosearch.inputs.records import load_records

@@ -12,6 +12,8 @@ from helpers import assert_ranked, brute_force_ranking
 
 from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.storage import sha256_file
+from dinosearch.evaluate.indexes import evaluate_indexes
 from dinosearch.features.folder import load_features
 from dinosearch.search.searcher import Searcher
 
@@ -52,3 +54,33 @@ def test_old_report_is_readable(old: Path) -> None:
     report = json.loads((old / "report" / "report.json").read_text())
     assert report["result"]["ks"] == [1, 3]
     assert set(report["result"]["methods"]) == {"raw", "centred", "whitened", "adapted"}
+
+
+def test_old_indexes_evaluate_from_their_features_to_the_old_report(old: Path) -> None:
+    before = json.loads((old / "report" / "report.json").read_text())["result"]["overall"]
+    args = (old / "indexes" / "raw", old / "indexes" / "adapted", old / "new-report")
+    result, meta, _ = evaluate_indexes(
+        *args, ks=[1, 3], n_boot=20, features=old / "features", adapter=old / "adapter"
+    )
+    assert meta["whitening"]["source"] == f"features folder {old / 'features'}"
+    for method in ("raw", "centred", "whitened", "adapted", "adapted-raw"):
+        for metric in ("precision@1", "precision@3", "map@3"):
+            got, want = result["overall"][method][metric], before[method][metric]
+            assert got["mean"] == pytest.approx(want["mean"], abs=1e-9), (method, metric)
+
+
+def test_evaluation_refuses_features_that_changed_since_indexing(old: Path) -> None:
+    changed = old / "changed"
+    shutil.copytree(old / "features", changed)
+    np.save(changed / "features.npy", np.load(changed / "features.npy")[::-1].copy())
+    manifest = json.loads((changed / "manifest.json").read_text())
+    manifest["checksums"]["features.npy"] = sha256_file(changed / "features.npy")
+    (changed / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="features changed since"):
+        evaluate_indexes(
+            old / "indexes" / "raw",
+            old / "indexes" / "adapted",
+            old / "r",
+            features=changed,
+            adapter=old / "adapter",
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -148,3 +149,31 @@ def test_eval_cli_on_tiny_indexes(tmp_path, tiny_demo, capsys) -> None:
     result = json.loads((out / "report.json").read_text())["result"]
     assert result["protocol"] == "query-set-vs-gallery" and result["query_groups"] is None
     assert main(["eval", "--raw", str(b), "--adapted", str(b)]) == 2  # raw must have no adapter
+
+
+def test_eval_reads_the_features_folder_and_says_where_it_went(tmp_path, tiny_demo, capsys) -> None:
+    from dinosearch.cli import main
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_demo / "indexes", root / "indexes", symlinks=True)
+    features = tiny_demo / "runs/t/features"
+    moved = tmp_path / "moved-features"
+    shutil.copytree(features, moved)
+    argv = [
+        "eval",
+        "--raw",
+        str(root / "indexes/t-raw"),
+        "--adapted",
+        str(root / "indexes/t-adapted"),
+    ]
+    argv += ["--k", "1", "--bootstrap", "10", "--out", str(tmp_path / "rep")]
+    features.rename(tmp_path / "hidden")  # the folder both indexes name is gone …
+    try:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert str(features) in err and "--features" in err
+        assert main([*argv, "--features", str(moved)]) == 0  # … and found where it moved
+    finally:
+        (tmp_path / "hidden").rename(features)
+    meta = json.loads((tmp_path / "rep" / "report.json").read_text())["meta"]
+    assert meta["whitening"]["source"] == f"features folder {moved}"

@@ -11,7 +11,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dinosearch"
 # Bottom to top. core holds what every stage may use (files, devices, column roles, ranking).
 STAGES = ["core", "inputs", "backbones", "features", "adapt", "index", "search", "evaluate", "app"]
 # Above the stages: the end-to-end job and public API, then the command line that calls them.
-TOP = {"demo": len(STAGES), "__init__": len(STAGES), "cli": len(STAGES) + 1, "__main__": len(STAGES) + 2}
+TOP = {
+    "demo": len(STAGES),
+    "__init__": len(STAGES),
+    "cli": len(STAGES) + 1,
+    "__main__": len(STAGES) + 2,
+}
 
 
 def level(module: str) -> int:

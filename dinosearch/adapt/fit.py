@@ -23,8 +23,8 @@ from dinosearch.adapt.losses import info_nce
 from dinosearch.adapt.pairs import sample_pairs
 from dinosearch.adapt.vectors import l2_normalize, to_vectors
 from dinosearch.core import metrics
+from dinosearch.core.ranking import Side, eligibility, rank_exact
 from dinosearch.core.runtime import seed_everything
-from dinosearch.evaluate.ab import Side, eligibility, rank_exact
 
 Step = Callable[[torch.Tensor], None]
 
@@ -33,7 +33,7 @@ def knn_precision(
     vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, queries: np.ndarray, k: int = 10
 ) -> float:
     """Mean precision@k of ``queries`` (rows) among all (N, D) unit ``vectors``, skipping the query's
-    own group (``evaluate.rank_exact``; an empty slot, when fewer than k others exist, is a miss);
+    own group (``core.ranking.rank_exact``; an empty slot, when fewer than k others exist, is a miss);
     queries without a label (code -1) are left out."""
     queries = queries[labels[queries] >= 0]
     if len(queries) == 0:

@@ -47,3 +47,16 @@ def backbone_from_args(args: argparse.Namespace) -> Backbone:
         seed=args.seed,
         device=resolve_device(args.device),
     )
+
+
+def parse_ks(text: str) -> list[int]:
+    """'1,5,10' → [1, 5, 10] (sorted, unique, positive)."""
+    try:
+        ks = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError as e:
+        raise ValueError(
+            f"--k {text!r}: expected comma-separated integers such as 1,5,10,20"
+        ) from e
+    if not ks or ks[0] < 1:
+        raise ValueError(f"--k {text!r}: cut-offs must be positive integers")
+    return ks

@@ -6,8 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
-from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.cli.evaluate import parse_ks
+from dinosearch.cli.common import (
+    add_backbone_arguments,
+    add_runtime_arguments,
+    backbone_from_args,
+    parse_ks,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import numpy as np
 
 METRICS = ("hit_rate", "recall", "precision", "map", "knn_accuracy")
-UNDEFINED_WITHOUT_RELEVANT = ("recall", "map")  # NaN when a query has no relevant eligible item
 
 
 def split_labels(label: object, sep: str = "|") -> list[str]:
@@ -169,7 +168,7 @@ def _knn_correct(items: np.ndarray, query_ind: np.ndarray) -> np.ndarray:
 
 def summarize(per_query: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean of each per-query metric over queries where it is defined."""
-    return {name: _nanmean(values) for name, values in per_query.items()}
+    return {name: nanmean(values) for name, values in per_query.items()}
 
 
 def per_label(
@@ -180,12 +179,17 @@ def per_label(
     for j, name in enumerate(names):
         rows = query_ind[:, j]
         entry: dict[str, float] = {"queries": int(rows.sum())}
-        entry.update({m: _nanmean(v[rows]) for m, v in per_query.items()})
+        entry.update({m: nanmean(v[rows]) for m, v in per_query.items()})
         out[name] = entry
     return out
 
 
-def _nanmean(values: np.ndarray) -> float:
+def nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     defined = ~np.isnan(values)
     return float(values[defined].mean()) if defined.any() else float("nan")
+
+
+def headline_k(ks: Sequence[int]) -> int:
+    """The cut-off that reports and the app lead with: 10 when evaluated, else the largest."""
+    return 10 if 10 in ks else max(ks)

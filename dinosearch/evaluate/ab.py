@@ -9,88 +9,16 @@ removal and PCA whitening fitted on the gallery's raw features), and ``adapted``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dinosearch.adapt.vectors import l2_normalize
 from dinosearch.core import metrics
+from dinosearch.core.metrics import headline_k
+from dinosearch.core.ranking import Side, eligibility, rank_exact
 
 BASELINES = ("raw", "centred", "whitened")
-
-
-@dataclass(frozen=True)
-class Side:
-    """The rows on one side (queries or gallery): ids, (N, L) label indicator, groups, strata."""
-
-    ids: np.ndarray
-    labels: np.ndarray
-    groups: np.ndarray | None = None
-    strata: np.ndarray | None = None
-
-    def take(self, rows: np.ndarray) -> Side:
-        def pick(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[rows]
-
-        return Side(self.ids[rows], self.labels[rows], pick(self.groups), pick(self.strata))
-
-
-def _excluded(query: Side, gallery: Side, rows: slice, within_strata: bool) -> np.ndarray:
-    q = query.take(np.arange(len(query.ids))[rows])
-    return metrics.exclusion_mask(
-        q.ids,
-        gallery.ids,
-        q.groups,
-        gallery.groups,
-        q.strata if within_strata else None,
-        gallery.strata if within_strata else None,
-    )
-
-
-def rank_exact(
-    queries: np.ndarray,
-    gallery_vectors: np.ndarray,
-    k: int,
-    query: Side,
-    gallery: Side,
-    *,
-    within_strata: bool = False,
-    chunk: int = 1024,
-) -> np.ndarray:
-    """Exact inner-product top-k with exclusions: (Q, D), (G, D) → (Q, k) positions, -1 = none."""
-    out = np.full((len(queries), k), -1, dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        rows = slice(start, start + chunk)
-        scores = queries[rows] @ gallery_vectors.T  # (q, G)
-        excluded = _excluded(query, gallery, rows, within_strata)
-        scores = np.where(excluded, -np.inf, scores)
-        kk = min(k, scores.shape[1])
-        top = (
-            np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            if kk < scores.shape[1]
-            else (np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1)))
-        )
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top[np.take_along_axis(excluded, top, axis=1)] = -1
-        out[rows, :kk] = top
-    return out
-
-
-def eligibility(
-    query: Side, gallery: Side, *, within_strata: bool = False, chunk: int = 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """(Q,) relevant eligible items and (Q,) eligible items per query."""
-    n_rel, n_elig = [], []
-    for start in range(0, len(query.ids), chunk):
-        rows = slice(start, start + chunk)
-        excluded = _excluded(query, gallery, rows, within_strata)
-        n_rel.append(
-            metrics.count_relevant(metrics.relevance(query.labels[rows], gallery.labels), excluded)
-        )
-        n_elig.append((~excluded).sum(axis=1))
-    return np.concatenate(n_rel), np.concatenate(n_elig)
 
 
 def fit_whitening(
@@ -283,7 +211,7 @@ def evaluate(
         "gallery": len(gallery_rows),
         "query_groups": int(len(set(query.groups.tolist()))) if query.groups is not None else None,
         "queries_without_relevant": int((extras["n_relevant"] == 0).sum()),
-        "chance_precision": metrics._nanmean(extras["chance_precision"]),
+        "chance_precision": metrics.nanmean(extras["chance_precision"]),
         "overall": bootstrap(per_q, query.groups, comparisons, n_boot=n_boot, seed=seed),
         "per_label": {m: metrics.per_label(v, query.labels, names) for m, v in per_q.items()},
     }
@@ -327,7 +255,7 @@ def _strata_report(
     ``chance_precision``, the labels are confounded with the strata.
     """
     assert query.strata is not None
-    k = 10 if 10 in ks else max(ks)
+    k = headline_k(ks)
     within, within_x = per_query_metrics(
         vectors, query_rows, gallery_rows, query, gallery, ks, within_strata=True
     )
@@ -344,13 +272,13 @@ def _strata_report(
                     for name, c in zip(names, query.labels[sel].sum(axis=0), strict=True)
                     if c
                 },
-                "chance_precision": metrics._nanmean(extras["chance_precision"][sel]),
-                "source_only_chance": metrics._nanmean(source_only[sel]),
+                "chance_precision": metrics.nanmean(extras["chance_precision"][sel]),
+                "source_only_chance": metrics.nanmean(source_only[sel]),
                 "methods": {
                     m: {
-                        f"precision@{k}": metrics._nanmean(per_q[m][f"precision@{k}"][sel]),
-                        f"same_stratum@{k}": metrics._nanmean(per_q[m][f"same_stratum@{k}"][sel]),
-                        f"within_precision@{k}": metrics._nanmean(within[m][f"precision@{k}"][sel]),
+                        f"precision@{k}": metrics.nanmean(per_q[m][f"precision@{k}"][sel]),
+                        f"same_stratum@{k}": metrics.nanmean(per_q[m][f"same_stratum@{k}"][sel]),
+                        f"within_precision@{k}": metrics.nanmean(within[m][f"precision@{k}"][sel]),
                     }
                     for m in vectors
                 },
@@ -358,7 +286,7 @@ def _strata_report(
         )
     return {
         "k": k,
-        "source_only_chance": metrics._nanmean(source_only),
+        "source_only_chance": metrics.nanmean(source_only),
         "within": {
             "queries_without_relevant": int((within_x["n_relevant"] == 0).sum()),
             "overall": bootstrap(within, query.groups, comparisons, n_boot=n_boot, seed=seed),

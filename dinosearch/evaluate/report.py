@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from dinosearch.core.metrics import headline_k
 from dinosearch.core.storage import atomic_write, write_json
 
 TABLE_METRICS = ("precision", "recall", "hit_rate", "map", "knn_accuracy")
@@ -97,13 +98,28 @@ def _summary_table(overall: dict[str, Any], methods: list[str], ks: list[int]) -
     return lines
 
 
-def _verdict(overall: dict[str, Any], key: str) -> list[str]:
+def verdict(s: dict[str, Any]) -> str:
+    """A difference's interval → "better" (above 0), "worse" (below 0) or "not distinguishable"."""
+    return "better" if s["lo"] > 0 else "worse" if s["hi"] < 0 else "not distinguishable"
+
+
+def verdicts(overall: dict[str, Any], key: str) -> list[str]:
+    """'adapted vs raw: precision@10 +0.048 [+0.026, +0.067] → **better**', one per comparison.
+
+    The one wording of a verdict: the terminal, report.md and the app all show these lines.
+    """
     lines = []
     for diff in (d for d in overall if d.startswith("adapted-")):
         s = overall[diff][key]
-        sign = "better" if s["lo"] > 0 else "worse" if s["hi"] < 0 else "not distinguishable"
-        lines.append(f"- adapted vs {diff.split('-', 1)[1]}: {key} {_ci(s, True)} → **{sign}**")
+        if s.get("mean") is not None:
+            lines.append(
+                f"adapted vs {diff.split('-', 1)[1]}: {key} {_ci(s, True)} → **{verdict(s)}**"
+            )
     return lines
+
+
+def _verdict(overall: dict[str, Any], key: str) -> list[str]:
+    return [f"- {line}" for line in verdicts(overall, key)]
 
 
 def summary(result: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -121,7 +137,7 @@ def summary(result: dict[str, Any], meta: dict[str, Any]) -> str:
 
 def _main(result: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     ks, methods = result["ks"], result["methods"]
-    k = 10 if 10 in ks else max(ks)
+    k = headline_k(ks)
     groups = f", {result['query_groups']} groups" if result.get("query_groups") else ""
     return _header(meta) + [
         f"Protocol: **{result['protocol']}**, {result['queries']} queries{groups}, gallery "
@@ -138,7 +154,7 @@ def _main(result: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     """The human-readable report: header, verdict, main table, per-label and per-stratum tables."""
     methods = result["methods"]
-    k = 10 if 10 in result["ks"] else max(result["ks"])
+    k = headline_k(result["ks"])
     lines = _main(result, meta) + [
         "",
         f"## Per label (precision@{k}, queries)",
@@ -223,25 +239,6 @@ def report_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def report_verdicts(result: dict[str, Any]) -> list[str]:
-    """'adapted vs raw: precision@10 +0.048 [+0.026, +0.067] → better' for each comparison."""
-    key = f"precision@{10 if 10 in result['ks'] else max(result['ks'])}"
-    lines = []
-    for name, s in (
-        (f"adapted-{m}", result["overall"].get(f"adapted-{m}")) for m in result["methods"]
-    ):
-        if s is not None and s[key].get("mean") is not None:
-            word = (
-                "better"
-                if s[key]["lo"] > 0
-                else "worse"
-                if s[key]["hi"] < 0
-                else "no clear difference"
-            )
-            lines.append(f"adapted vs {name.split('-', 1)[1]}: {key} {_ci(s[key], True)} → {word}")
-    return lines
-
-
 def report_curve(result: dict[str, Any], metric: str = "precision") -> pd.DataFrame:
     """(ks, methods) means of ``metric``@k, for a line chart."""
     overall = result["overall"]
@@ -272,7 +269,7 @@ def plot(result: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"{METRIC_NAMES[metric]}@k (95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    k = 10 if 10 in ks else max(ks)
+    k = headline_k(ks)
     labels = list(result["per_label"][methods[0]])
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
