@@ -26,7 +26,7 @@ from dinosearch.inputs.records import records_fingerprint
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo builds; ``train`` holds ``TrainConfig`` overrides (views, epochs, …)."""
+    """What the demo builds; ``train`` holds overrides of ``TrainConfig.for_demo()`` (views, epochs, …)."""
 
     images: str
     name: str
@@ -190,8 +190,8 @@ def _adapter(
     from dinosearch.adapt.config import TrainConfig
     from dinosearch.adapt.train import train_adapter
 
-    train_config = TrainConfig.from_dict(
-        {**config.train, "group_column": columns["group"], "label_column": columns["label"]}
+    train_config = TrainConfig.for_demo(
+        **{**config.train, "group_column": columns["group"], "label_column": columns["label"]}
     )
     records = training_subset(fs.metadata, config.train_images, columns["group"], train_config.seed)
     stamp = {

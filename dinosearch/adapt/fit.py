@@ -160,7 +160,45 @@ def _fit(
     adapter.to(device)
     pool_t = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(device)  # (N, P, D)
     groups_t = torch.from_numpy(groups).to(device)
+    steps = (
+        math.ceil(len(train_rows) / config.batch_size)
+        if online_epoch
+        else len(_batches(len(train_rows), config.batch_size))
+    )
+    optimizer, step = _optimizer(adapter, config, steps)
+    check = _Validation(adapter, pool, pool_t, val_rows, groups, groups_t, labels, ref_view, config)
 
+    start = time.perf_counter()
+    history: list[dict[str, Any]] = [{"epoch": 0, "train_loss": None, **check(), "seconds": 0.0}]
+    best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), math.inf, 0
+    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        adapter.train()
+        if online_epoch is not None:
+            train_loss = online_epoch(adapter, epoch, step)
+        else:
+            rng = np.random.default_rng([config.seed, 2, epoch])
+            pairs = sample_pairs(train_rows, groups, num_views, config, rng)
+            train_loss = _pool_loss(adapter, pool_t, pairs, groups_t, config, step)
+        entry = {"epoch": epoch, "train_loss": train_loss, **check()}
+        entry |= {"lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+        history.append(entry)
+        if config.select_by == "knn" and check.can_knn:
+            score = -entry["knn_adapted"]
+        else:
+            score = entry.get("val_loss", -epoch)  # without validation the last epoch wins
+        if score < best_score:
+            best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), score, epoch
+        shown = {"loss": train_loss, "val": entry.get("val_loss"), "knn": entry.get("knn_adapted")}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None})  # what exists
+    adapter.load_state_dict(best_state)
+    return Fit(adapter.eval(), history, best_epoch, check.baselines)
+
+
+def _optimizer(
+    adapter: DomainAdapter, config: TrainConfig, steps: int
+) -> tuple[torch.optim.Optimizer, Step]:
+    """AdamW (no decay on biases, norms and alpha), linear warm-up then cosine; → (it, step(loss))."""
     decay = [p for p in adapter.parameters() if p.ndim >= 2]
     no_decay = [p for p in adapter.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -169,11 +207,6 @@ def _fit(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=config.lr,
-    )
-    steps = (
-        math.ceil(len(train_rows) / config.batch_size)
-        if online_epoch
-        else len(_batches(len(train_rows), config.batch_size))
     )
     warmup = max(1, config.warmup * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -186,63 +219,55 @@ def _fit(
         optimizer.step()
         scheduler.step()
 
-    val_pairs = sample_pairs(
-        val_rows,
-        groups,
-        num_views,
-        replace(config, same_group_positives="off"),
-        np.random.default_rng([config.seed, 1]),
-    )  # fixed across epochs
-    ref = np.ascontiguousarray(pool[:, ref_view])  # (N, D)
-    can_knn = labels is not None and len(val_rows) > 0
-    labels = labels if labels is not None else np.full(n, -1, dtype=np.int64)
-    baselines: dict[str, float] = {}
-    if can_knn:
-        std = (ref - adapter.mean.cpu().numpy()) / adapter.std.cpu().numpy()
-        baselines = {
-            "raw": knn_precision(l2_normalize(ref), labels, groups, val_rows, config.knn_k),
-            "standardized": knn_precision(
-                l2_normalize(std), labels, groups, val_rows, config.knn_k
-            ),
-        }
+    return optimizer, step
 
-    def evaluate() -> dict[str, float]:
-        adapter.eval()
+
+class _Validation:
+    """Val loss on fixed view pairs and val kNN precision@k (when labels exist), each epoch."""
+
+    def __init__(
+        self,
+        adapter: DomainAdapter,
+        pool: np.ndarray,
+        pool_t: torch.Tensor,
+        val_rows: np.ndarray,
+        groups: np.ndarray,
+        groups_t: torch.Tensor,
+        labels: np.ndarray | None,
+        ref_view: int,
+        config: TrainConfig,
+    ) -> None:
+        self.adapter, self.pool_t, self.groups_t, self.config = adapter, pool_t, groups_t, config
+        self.val_rows, self.groups = val_rows, groups
+        self.pairs = sample_pairs(
+            val_rows,
+            groups,
+            pool.shape[1],
+            replace(config, same_group_positives="off"),
+            np.random.default_rng([config.seed, 1]),
+        )  # fixed across epochs
+        self.ref = np.ascontiguousarray(pool[:, ref_view])  # (N, D)
+        self.can_knn = labels is not None and len(val_rows) > 0
+        self.labels = labels if labels is not None else np.full(len(pool), -1, dtype=np.int64)
+        self.baselines: dict[str, float] = {}
+        if self.can_knn:
+            std = (self.ref - adapter.mean.cpu().numpy()) / adapter.std.cpu().numpy()
+            self.baselines = {
+                "raw": self._knn(l2_normalize(self.ref)),
+                "standardized": self._knn(l2_normalize(std)),
+            }
+
+    def _knn(self, vectors: np.ndarray) -> float:
+        return knn_precision(vectors, self.labels, self.groups, self.val_rows, self.config.knn_k)
+
+    def __call__(self) -> dict[str, float]:
+        self.adapter.eval()
         out: dict[str, float] = {}
         with torch.no_grad():
-            if len(val_rows) >= 2:
-                out["val_loss"] = _pool_loss(adapter, pool_t, val_pairs, groups_t, config)
-            if can_knn:
-                vectors = to_vectors(ref, adapter)
-                out["knn_adapted"] = knn_precision(vectors, labels, groups, val_rows, config.knn_k)
+            if len(self.val_rows) >= 2:
+                out["val_loss"] = _pool_loss(
+                    self.adapter, self.pool_t, self.pairs, self.groups_t, self.config
+                )
+            if self.can_knn:
+                out["knn_adapted"] = self._knn(to_vectors(self.ref, self.adapter))
         return out
-
-    start = time.perf_counter()
-    history: list[dict[str, Any]] = [{"epoch": 0, "train_loss": None, **evaluate(), "seconds": 0.0}]
-    best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), math.inf, 0
-    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
-    for epoch in bar:
-        adapter.train()
-        if online_epoch is not None:
-            train_loss = online_epoch(adapter, epoch, step)
-        else:
-            rng = np.random.default_rng([config.seed, 2, epoch])
-            pairs = sample_pairs(train_rows, groups, num_views, config, rng)
-            train_loss = _pool_loss(adapter, pool_t, pairs, groups_t, config, step)
-        entry = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            **evaluate(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(entry)
-        if config.select_by == "knn" and can_knn:
-            score = -entry["knn_adapted"]
-        else:
-            score = entry.get("val_loss", -epoch)  # without validation the last epoch wins
-        if score < best_score:
-            best_state, best_score, best_epoch = copy.deepcopy(adapter.state_dict()), score, epoch
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{entry.get('val_loss', math.nan):.3f}")
-    adapter.load_state_dict(best_state)
-    return Fit(adapter.eval(), history, best_epoch, baselines)

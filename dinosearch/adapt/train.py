@@ -6,28 +6,22 @@ The run: views of every image (``views``) → a train/val split by group (``pair
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
 from dinosearch.adapt.adapter import DomainAdapter, save_adapter
-from dinosearch.adapt.augment import build_augment
 from dinosearch.adapt.config import TrainConfig
-from dinosearch.adapt.fit import Step, fit_adapter
-from dinosearch.adapt.losses import info_nce
+from dinosearch.adapt.fit import fit_adapter
+from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
-from dinosearch.adapt.views import compute_views, view_seed
+from dinosearch.adapt.views import compute_views
 from dinosearch.backbones.backbone import Backbone
 from dinosearch.core.storage import write_json
-from dinosearch.features.extract import iter_fresh_pairs
 from dinosearch.features.folder import FeatureSet
 from dinosearch.inputs.records import records_fingerprint
 
@@ -104,43 +98,6 @@ def _prepare(records: pd.DataFrame, backbone: Backbone, config: TrainConfig, **k
     return _Data(pool, recs, vs.skipped, vs.sources, groups, train_rows, val_rows, ref)
 
 
-def _online(
-    backbone: Backbone, data: _Data, config: TrainConfig, progress: bool
-) -> Callable[[DomainAdapter, int, Step], float]:
-    """An epoch on two fresh augmented views per training image through the backbone."""
-    augment = build_augment(config.preset, backbone.preprocess, hflip=config.hflip)
-    groups = torch.from_numpy(data.groups)
-    threads = torch.get_num_threads()  # for the backbone; the adapter runs on one (see fit_adapter)
-
-    def epoch_fn(adapter: DomainAdapter, epoch: int, step: Step) -> float:
-        rng = np.random.default_rng([config.seed, 2, epoch])
-        rows = data.train_rows[rng.permutation(len(data.train_rows))]
-        paths = data.records["path"].iloc[rows].astype(str).tolist()
-        fresh = iter_fresh_pairs(
-            paths,
-            backbone,
-            augment,
-            seed=view_seed(config.seed, 1000 + epoch),
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            threads=threads,
-        )
-        total, count = 0.0, 0
-        steps = math.ceil(len(rows) / config.batch_size)
-        for pos, feats in tqdm(
-            fresh, desc=f"epoch {epoch}", total=steps, leave=False, disable=not progress
-        ):  # feats (b, 2, D)
-            g = groups[torch.from_numpy(rows[pos])].to(feats.device)
-            loss = info_nce(
-                adapter(feats[:, 0]), adapter(feats[:, 1]), config.temperature, groups=g
-            )
-            step(loss)
-            total, count = total + float(loss.detach()) * len(pos), count + len(pos)
-        return total / max(count, 1)
-
-    return epoch_fn
-
-
 def train_adapter(
     records: pd.DataFrame,
     backbone: Backbone,
@@ -190,7 +147,11 @@ def train_adapter(
         ref_view=data.ref_view,
         device=device,
         progress=progress,
-        online_epoch=_online(backbone, data, config, progress) if config.online else None,
+        online_epoch=online_epoch(
+            backbone, data.records, data.train_rows, data.groups, config, progress
+        )
+        if config.online
+        else None,
     )
     first, best = fit.history[0], fit.history[fit.best_epoch]
     knn = None

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from dinosearch.adapt.config import TrainConfig
 from dinosearch.cli.common import (
     add_backbone_arguments,
     add_runtime_arguments,
@@ -19,14 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="run name (default: from --images)")
     p.add_argument("--root", default=".", help="where runs/, indexes/ and reports/ live")
     g = p.add_argument_group("adapter training (see `dinosearch train`)")
-    g.add_argument("--views", type=int, default=2, help="K augmented views cached per image")
-    g.add_argument("--epochs", type=int, default=150, help="cheap: epochs run on cached features")
+    d = TrainConfig.for_demo()  # the demo's training defaults and why: adapt/config.py
+    g.add_argument("--views", type=int, default=d.views, help="K augmented views cached per image")
+    g.add_argument(
+        "--epochs", type=int, default=d.epochs, help="cheap: epochs run on cached features"
+    )
     g.add_argument(
         "--val-fraction",
         type=float,
-        default=0.0,
-        help="images held out (by group) for a val loss and best-epoch choice; the default 0 trains "
-        "on all (the A/B report is the check): on 600 X-rays 0.15 gave P@10 0.338, 0 gave 0.360",
+        default=d.val_fraction,
+        help="images held out (by group) for a val loss and best-epoch choice; 0 trains on all "
+        "(the A/B report is the check)",
     )
     g.add_argument(
         "--no-clean-view", action="store_true", help="do not pair views with the clean view"
@@ -38,15 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="train on at most this many images (whole groups); 0 = all. View extraction "
         "costs K backbone passes per training image",
     )
-    g.add_argument("--preset", default="xray", help="augmentation preset")
-    g.add_argument(
-        "--train-batch-size",
-        type=int,
-        default=64,
-        help="view pairs per step; 64 gives ~4x the steps of 256 and measured better on 600 X-rays",
-    )
-    g.add_argument("--bottleneck", type=int, default=512)
-    g.add_argument("--temperature", type=float, default=0.1)
+    g.add_argument("--preset", default=d.preset, help="augmentation preset")
+    g.add_argument("--train-batch-size", type=int, default=d.batch_size, help="view pairs per step")
+    g.add_argument("--bottleneck", type=int, default=d.bottleneck)
+    g.add_argument("--temperature", type=float, default=d.temperature)
     e = p.add_argument_group("evaluation (see `dinosearch eval`)")
     e.add_argument("--label-column", default=None, help="default: label")
     e.add_argument(

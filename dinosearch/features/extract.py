@@ -1,5 +1,4 @@
-"""Images → backbone features (N×D float32), batched under inference mode, bad files reported and skipped;
-also two fresh augmented views per image for online training (``iter_fresh_pairs``)."""
+"""Images → backbone features (N×D float32), batched under inference mode, bad files reported and skipped."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +69,7 @@ def default_workers(device: torch.device) -> int:
     return min(8, cores) if device.type == "cuda" else max(1, cores // 2)
 
 
-def _worker_init(_: int) -> None:
+def worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process owns the cores for the model
 
 
@@ -98,7 +96,7 @@ def iter_features(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
+        worker_init_fn=worker_init if workers else None,
         prefetch_factor=4 if workers else None,
     )
     autocast: Callable[[], object] = (
@@ -132,52 +130,3 @@ def extract_features(
     all_feats = np.concatenate(chunks) if chunks else np.empty((0, dim), dtype=np.float32)
     order = np.argsort(all_pos, kind="stable")
     return all_pos[order], all_feats[order], sorted(failures)
-
-
-class _TwoViews:
-    """Two independent draws of ``transform``: PIL → (2, 3, S, S)."""
-
-    def __init__(self, transform: ImageTransform) -> None:
-        self.transform = transform
-
-    def __call__(self, img: Any) -> torch.Tensor:
-        return torch.stack([self.transform(img), self.transform(img)])
-
-
-def iter_fresh_pairs(
-    paths: list[str],
-    backbone: Backbone,
-    transform: ImageTransform,
-    *,
-    seed: int,
-    batch_size: int,
-    num_workers: int | None = None,
-    threads: int | None = None,
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """On-line views: yield (positions (b,), features (b, 2, D) float32 tensor) of two fresh views per image.
-
-    The reference design's way, one backbone pass per view per epoch; unreadable images are dropped.
-    ``threads``: torch CPU threads for the backbone forward (the caller's setting is restored).
-    """
-    device = next(backbone.parameters()).device
-    workers = default_workers(device) if num_workers is None else num_workers
-    loader = DataLoader(
-        ImageDataset(paths, _TwoViews(transform), seed),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
-    )
-    for batch in loader:
-        if batch.images is None or len(batch.indices) < 2:
-            continue
-        images = batch.images.to(device, non_blocking=True).flatten(0, 1)  # (2b, 3, S, S)
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
-        try:
-            with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-                feats = backbone(images).float()  # (2b, D)
-        finally:
-            torch.set_num_threads(before)
-        yield batch.indices.numpy(), feats.view(len(batch.indices), 2, -1)
