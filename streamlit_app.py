@@ -29,26 +29,26 @@ class Options:
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
-def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> app.SearchPair:
+def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> app.SideBySide:
     """One backbone and two indexes per pair; a rebuild with another backbone makes a new entry."""
-    return app.SearchPair(raw, adapted)
+    return app.SideBySide(raw, adapted)
 
 
 # ---- sidebar: plain values out ----
 
 
-def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.IndexPair | None, str | None]:
+def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.Comparison | None, str | None]:
     """The chosen (raw, adapted) pair, or None and why not."""
     st.sidebar.header("Indexes")
-    pairs = catalog.pair_indexes(infos)
+    pairs = catalog.find_comparisons(infos)
     manual = st.sidebar.toggle("Choose the two indexes myself", value=not pairs and len(infos) > 1)
     if manual:
         names = [i.name for i in infos]
         raw = infos[names.index(st.sidebar.selectbox("Raw index", names))]
         second = min(1, len(names) - 1)
         adapted = infos[names.index(st.sidebar.selectbox("Adapted index", names, index=second))]
-        problem = catalog.pair_problem(raw, adapted)
-        return (None, problem) if problem else (catalog.IndexPair(raw, adapted), None)
+        problem = catalog.comparison_problem(raw, adapted)
+        return (None, problem) if problem else (catalog.Comparison(raw, adapted), None)
     if not pairs:
         return None, (
             "no raw + adapted pair of the same images and backbone was found. Build the adapted "
@@ -59,7 +59,7 @@ def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.IndexPair | No
     return pair, None
 
 
-def sidebar_describe(pair: catalog.IndexPair) -> None:
+def sidebar_describe(pair: catalog.Comparison) -> None:
     for title, info in (("Raw", pair.raw), ("Adapted", pair.adapted)):
         rows = info.describe()
         lines = "\n".join(f"- **{k}**: {v}" for k, v in rows.items())
@@ -111,7 +111,7 @@ def show_index_table(infos: list[catalog.IndexInfo], problems: list[str]) -> Non
         st.warning(f"Unreadable index {p}")
 
 
-def query_input(pair: app.SearchPair, metadata: pd.DataFrame) -> dict[str, Any] | None:
+def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
     source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
     if source == "Upload a film":
@@ -148,7 +148,7 @@ def query_input(pair: app.SearchPair, metadata: pd.DataFrame) -> dict[str, Any] 
     }
 
 
-def show_query(query: dict[str, Any], pair: app.SearchPair) -> None:
+def show_query(query: dict[str, Any], pair: app.SideBySide) -> None:
     pre = pair.preprocess
     w, h = query["image"].size
     st.image(app.model_view(query["image"], pre), width=220)
@@ -217,7 +217,7 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
         st.caption(" · ".join(extra))
 
 
-def search_tab(pair: app.SearchPair, info: catalog.IndexPair, options: Options) -> None:
+def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options) -> None:
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
@@ -247,7 +247,7 @@ def search_tab(pair: app.SearchPair, info: catalog.IndexPair, options: Options) 
         show_results(title, result.adapted, shared, options.columns, "adapted")
 
 
-def evaluation_tab(pair: catalog.IndexPair, settings: app.AppSettings) -> None:
+def evaluation_tab(pair: catalog.Comparison, settings: app.AppSettings) -> None:
     report = catalog.find_report(pair, settings.reports)
     if report is None:
         st.info(

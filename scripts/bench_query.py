@@ -1,7 +1,7 @@
 """Warm app query latency (upload bytes → both result lists) vs one backbone forward + two searches.
 
 Builds (once, reused) a raw and an adapted index of ``--count`` real X-rays in ``--work``, then times,
-interleaved and after warm-up, the app's query path (``read_query`` + ``SearchPair.query``) and the
+interleaved and after warm-up, the app's query path (``read_query`` + ``SideBySide.query``) and the
 floor it cannot beat: one batch-1 forward of an already preprocessed tensor plus two FAISS searches.
 
     python scripts/bench_query.py --images ../shared/data/cxr/manifest.parquet --count 200
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dinosearch.app.compare import SearchPair, read_query
+from dinosearch.app.compare import SideBySide, read_query
 from dinosearch.backbones.backbone import Backbone, load_backbone
 from dinosearch.features.folder import embed_to_folder
 from dinosearch.index.build import build_index
@@ -74,7 +74,7 @@ def main() -> int:
 
     backbone = load_backbone(args.backbone, args.weights, image_size=args.image_size)
     raw_dir, adapted_dir, query_file = build(args, backbone)
-    pair = SearchPair(raw_dir, adapted_dir)
+    pair = SideBySide(raw_dir, adapted_dir)
     data, name = Path(query_file).read_bytes(), Path(query_file).name
 
     def app_query() -> object:

@@ -81,7 +81,7 @@ def test_upload_shows_k_results_in_each_column(
     assert ranks(result_column(page, "Raw backbone")) == [1, 2, 3, 4, 5]
     assert ranks(result_column(page, "Adapted")) == [1, 2, 3, 4, 5]
     # each column shows the films in the order brute force over that index's own vectors gives
-    pair = app.SearchPair(app_root / "indexes" / "demo-raw", app_root / "indexes" / "demo-adapted")
+    pair = app.SideBySide(app_root / "indexes" / "demo-raw", app_root / "indexes" / "demo-adapted")
     for side, searcher in (("Raw backbone", pair.raw), ("Adapted", pair.adapted)):
         ids = searcher.metadata["id"].astype(str).tolist()
         vectors = searcher.handle.vectors()
@@ -183,9 +183,9 @@ def test_settings_precedence(tmp_path: Path) -> None:
 def test_discover_pair_and_report(app_root: Path) -> None:
     infos, problems = catalog.discover_indexes(app_root / "indexes")
     assert [i.name for i in infos] == ["demo-adapted", "demo-raw"] and not problems
-    (pair,) = catalog.pair_indexes(infos)
+    (pair,) = catalog.find_comparisons(infos)
     assert (pair.raw.name, pair.adapted.name) == ("demo-raw", "demo-adapted")
-    assert "adapter" in (catalog.pair_problem(pair.adapted, pair.raw) or "")
+    assert "adapter" in (catalog.comparison_problem(pair.adapted, pair.raw) or "")
     report = catalog.find_report(pair, [app_root / "reports"])
     assert report is not None and report.plot is not None
     assert list(report_curve(report.result).index) == [1, 5]
@@ -203,7 +203,7 @@ def test_one_forward_per_query_and_new_version_picked_up(
 ) -> None:
     root = tmp_path / "indexes"
     shutil.copytree(app_root / "indexes", root)
-    pair = app.SearchPair(root / "demo-raw", root / "demo-adapted")
+    pair = app.SideBySide(root / "demo-raw", root / "demo-adapted")
     assert pair.adapted.backbone is pair.raw.backbone
     calls = []
     forward = pair.raw.backbone.forward

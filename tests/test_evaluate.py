@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from dinosearch.core import metrics
-from dinosearch.evaluate.ab import Side, bootstrap, evaluate, fit_whitening, rank_exact
+from dinosearch.core.ranking import Side, rank_exact
+from dinosearch.evaluate.ab import evaluate
+from dinosearch.evaluate.baselines import fit_whitening
+from dinosearch.evaluate.bootstrap import bootstrap
 from dinosearch.evaluate.report import markdown, write_report
 
 

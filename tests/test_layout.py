@@ -80,3 +80,13 @@ def test_the_check_catches_an_upward_import(tmp_path: Path, file: str, source: s
     (package / file).parent.mkdir(parents=True)
     (package / file).write_text(source)
     assert len(violations(package)) == 1
+
+
+def test_public_api_names_resolve_to_the_stage_that_defines_them() -> None:
+    import dinosearch
+
+    for name in dinosearch.__all__:
+        obj = getattr(dinosearch, name)
+        assert obj.__module__.startswith("dinosearch."), (name, obj.__module__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dinosearch.nope  # noqa: B018

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dinosearch.core import metrics
-from dinosearch.evaluate.ab import Side, eligibility, rank_exact
+from dinosearch.core.ranking import Side, eligibility, rank_exact
 
 
 def slow_metrics(scores, q_ids, g_ids, q_groups, g_groups, q_labels, g_labels, k):

@@ -22,8 +22,8 @@ from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views
 from dinosearch.backbones.backbone import Backbone
 from dinosearch.core.storage import write_json
-from dinosearch.features.folder import FeatureSet
-from dinosearch.inputs.records import records_fingerprint
+from dinosearch.features.folder import FeatureSet, load_features
+from dinosearch.inputs.records import load_records, records_fingerprint
 
 
 @dataclass
@@ -99,24 +99,25 @@ def _prepare(records: pd.DataFrame, backbone: Backbone, config: TrainConfig, **k
 
 
 def train_adapter(
-    records: pd.DataFrame,
+    records: pd.DataFrame | str | Path,
     backbone: Backbone,
     out_dir: str | Path,
     config: TrainConfig = TrainConfig(),  # noqa: B008 (frozen)
     *,
-    clean_features: FeatureSet | None = None,
+    clean_features: FeatureSet | str | Path | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train an adapter for ``backbone`` on ``records``; save the best epoch's to ``out_dir``.
 
     Args:
-        records: images (``data.load_records``), with ``config.group_column`` and
-            ``config.label_column`` used when present.
+        records: images (``inputs.records.load_records``, or the folder/manifest to load them
+            from), with ``config.group_column`` and ``config.label_column`` used when present.
         backbone: the frozen backbone whose features the adapter takes.
         out_dir: adapter folder to write (adapter.safetensors, adapter.json, history.json).
         config: see ``TrainConfig``.
-        clean_features: a ``dinosearch embed`` output of these images, reused as the clean view.
+        clean_features: a ``dinosearch embed`` output of these images (or its folder), reused as
+            the clean view.
         cache_dir: view cache root (default ``views.default_cache_dir()``).
         progress: show progress bars.
 
@@ -124,6 +125,10 @@ def train_adapter(
         ValueError: a bad config, too few usable images, or ``clean_features`` of another backbone.
     """
     start = time.perf_counter()
+    if not isinstance(records, pd.DataFrame):
+        records, _ = load_records(records)
+    if clean_features is not None and not isinstance(clean_features, FeatureSet):
+        clean_features = load_features(clean_features)
     device = next(backbone.parameters()).device
     data = _prepare(
         records,

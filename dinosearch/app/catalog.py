@@ -1,4 +1,4 @@
-"""Index folders and their eval reports on disk: find, describe and pair them (no FAISS, no torch)."""
+"""Index folders and their eval reports on disk: find, describe and match raw with adapted (no FAISS, no torch)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ def discover_indexes(root: Path) -> tuple[list[IndexInfo], list[str]]:
 
 
 @dataclass(frozen=True)
-class IndexPair:
+class Comparison:
+    """A raw index and an adapted index of the same images, compared side by side."""
+
     raw: IndexInfo
     adapted: IndexInfo
 
@@ -89,7 +91,7 @@ class IndexPair:
         return f"{self.raw.name}  ↔  {self.adapted.name}"
 
 
-def pair_problem(raw: IndexInfo, adapted: IndexInfo) -> str | None:
+def comparison_problem(raw: IndexInfo, adapted: IndexInfo) -> str | None:
     """Why ``raw`` and ``adapted`` cannot be compared side by side, or None."""
     if raw.adapter:
         return f"{raw.name} was built with an adapter; the raw side needs an index without one"
@@ -108,10 +110,13 @@ def pair_problem(raw: IndexInfo, adapted: IndexInfo) -> str | None:
     return None
 
 
-def pair_indexes(infos: Sequence[IndexInfo]) -> list[IndexPair]:
+def find_comparisons(infos: Sequence[IndexInfo]) -> list[Comparison]:
     """Every (raw, adapted) pair of the same images and backbone, newest adapted index first."""
     pairs = [
-        IndexPair(r, a) for r in infos for a in infos if r is not a and pair_problem(r, a) is None
+        Comparison(r, a)
+        for r in infos
+        for a in infos
+        if r is not a and comparison_problem(r, a) is None
     ]
     return sorted(pairs, key=lambda p: str(p.adapted.manifest.get("created", "")), reverse=True)
 
@@ -129,7 +134,7 @@ class EvalReport:
         return png if png.is_file() else None
 
 
-def find_report(pair: IndexPair, folders: Sequence[Path]) -> EvalReport | None:
+def find_report(pair: Comparison, folders: Sequence[Path]) -> EvalReport | None:
     """The newest ``**/report.json`` whose raw and adapted index paths are this pair's."""
     best: tuple[str, EvalReport] | None = None
     for path in (f for folder in folders if folder.is_dir() for f in folder.rglob("report.json")):

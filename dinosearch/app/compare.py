@@ -1,7 +1,8 @@
 """The Streamlit app's query side, apart from drawing: settings, one query to both indexes, agreement.
 
-Plain Python (testable without Streamlit); ``streamlit_app.py`` only draws. Finding and pairing
-index folders and their eval reports is ``catalog.py``; report tables are ``report.py``.
+Plain Python (testable without Streamlit); ``streamlit_app.py`` only draws. Finding index folders,
+matching raw with adapted ones (a ``Comparison``) and their eval reports is ``catalog.py``; report
+tables are ``evaluate/report.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from PIL import Image
 
-from dinosearch.app.catalog import IndexInfo, pair_problem
+from dinosearch.app.catalog import IndexInfo, comparison_problem
 from dinosearch.core.metrics import split_labels
 from dinosearch.inputs.images import ImageReadError, read_image
 
@@ -62,7 +63,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
 
 
 @dataclass
-class PairResult:
+class SideBySideResult:
     raw: SearchResult
     adapted: SearchResult
 
@@ -71,7 +72,7 @@ class PairResult:
         return set(self.raw.rows["id"].astype(str)) & set(self.adapted.rows["id"].astype(str))
 
 
-class SearchPair:
+class SideBySide:
     """A raw and an adapted Searcher sharing one backbone: one forward pass feeds both."""
 
     def __init__(self, raw_dir: str | Path, adapted_dir: str | Path, device: str = "cpu") -> None:
@@ -83,7 +84,7 @@ class SearchPair:
         self._check()
 
     def _check(self) -> None:
-        problem = pair_problem(self.info(self.raw), self.info(self.adapted))
+        problem = comparison_problem(self.info(self.raw), self.info(self.adapted))
         if problem:
             raise ValueError(problem)
 
@@ -111,7 +112,7 @@ class SearchPair:
         *,
         filters: Filters = None,
         exclude_group: GroupExclusion = None,
-    ) -> PairResult:
+    ) -> SideBySideResult:
         """Top-k of both indexes for one image: one backbone forward, two searches."""
         self.refresh()
         with self._lock:
@@ -122,7 +123,7 @@ class SearchPair:
                 )[0]
                 for s in (self.raw, self.adapted)
             ]
-        return PairResult(*found)
+        return SideBySideResult(*found)
 
 
 def read_query(data: bytes, name: str, max_mb: int = MAX_UPLOAD_MB) -> Image.Image:
@@ -172,7 +173,7 @@ def label_precision(labels: Sequence[Any], query_label: Any, k: int) -> float | 
     return sum(bool(wanted & set(split_labels(x))) for x in list(labels)[:k]) / k
 
 
-def agreement(result: PairResult, query_label: Any, k: int) -> dict[str, float | None]:
+def agreement(result: SideBySideResult, query_label: Any, k: int) -> dict[str, float | None]:
     return {
         "overlap": overlap_at_k(result.raw.rows["id"], result.adapted.rows["id"], k),
         "raw_precision": label_precision(result.raw.rows["label"], query_label, k),

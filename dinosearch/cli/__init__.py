@@ -25,12 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"dinosearch.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"dinosearch.cli.{module}":
-                raise
-            continue  # command not built yet
+        mod = importlib.import_module(f"dinosearch.cli.{module}")
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(sub)
         sub.set_defaults(run=mod.run)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.features.folder import embed_to_folder
-from dinosearch.inputs.records import load_records
+from dinosearch.features.folder import embed_images
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,26 +29,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    records, passed_over = load_records(
-        args.images, path_column=args.path_column, label_from_folder=not args.no_folder_labels
-    )
-    if args.limit is not None:
-        records = records.iloc[: args.limit].reset_index(drop=True)
     backbone = backbone_from_args(args)
     if backbone.random_init:
         print(
             f"note: {backbone.name} is randomly initialised ({backbone.weights}): features are untrained"
         )
-    result = embed_to_folder(
-        records,
+    result = embed_images(
+        args.images,
         backbone,
         args.out,
-        pre_skipped=passed_over,
+        path_column=args.path_column,
+        label_from_folder=not args.no_folder_labels,
+        limit=args.limit,
         shard_size=args.shard_size,
         resume=args.resume,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        source=str(args.images),
         progress=not args.no_progress,
     )
     skipped = result.manifest["skipped"]

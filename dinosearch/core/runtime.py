@@ -1,4 +1,4 @@
-"""Device resolution and seeding; nothing else."""
+"""Device resolution, seeding and the installed version: what every stage may ask of its runtime."""
 
 from __future__ import annotations
 

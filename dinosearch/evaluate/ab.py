@@ -17,43 +17,10 @@ from dinosearch.adapt.vectors import l2_normalize
 from dinosearch.core import metrics
 from dinosearch.core.metrics import headline_k
 from dinosearch.core.ranking import Side, eligibility, rank_exact
+from dinosearch.evaluate.baselines import baseline_vectors
+from dinosearch.evaluate.bootstrap import bootstrap
 
 BASELINES = ("raw", "centred", "whitened")
-
-
-def fit_whitening(
-    features: np.ndarray, *, dim: int | None = None, shrinkage: float = 0.1
-) -> tuple[np.ndarray, np.ndarray]:
-    """PCA whitening fitted on (G, D) raw features → (mean (D,), projection (D, d)).
-
-    Components with negligible variance are dropped; ``shrinkage`` adds that fraction of the mean
-    eigenvalue before the inverse square root (0 = plain whitening).
-    """
-    x = np.asarray(features, dtype=np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    eigval, eigvec = np.linalg.eigh(centred.T @ centred / max(len(x) - 1, 1))
-    order = np.argsort(eigval)[::-1]
-    eigval, eigvec = eigval[order], eigvec[:, order]
-    keep = int((eigval > eigval[0] * 1e-9).sum()) if len(eigval) else 0
-    keep = min(keep, dim) if dim else keep
-    eigval, eigvec = eigval[:keep], eigvec[:, :keep]
-    scale = 1.0 / np.sqrt(eigval + shrinkage * eigval.mean())
-    return mean.astype(np.float32), (eigvec * scale).astype(np.float32)
-
-
-def baseline_vectors(
-    raw_features: np.ndarray, gallery_rows: np.ndarray, *, whiten_dim: int | None = None
-) -> dict[str, np.ndarray]:
-    """(N, D) raw features → unit vectors raw, centred, whitened (fitted on the gallery rows)."""
-    raw = np.asarray(raw_features, dtype=np.float32)
-    gallery = raw[gallery_rows]
-    mean, proj = fit_whitening(gallery, dim=whiten_dim)
-    return {
-        "raw": l2_normalize(raw),
-        "centred": l2_normalize(raw - gallery.mean(axis=0)),
-        "whitened": l2_normalize((raw - mean) @ proj),
-    }
 
 
 def per_query_metrics(
@@ -85,59 +52,6 @@ def per_query_metrics(
     with np.errstate(invalid="ignore", divide="ignore"):
         chance = np.where(n_elig > 0, n_rel / np.maximum(n_elig, 1), np.nan)
     return out, {"n_relevant": n_rel, "n_eligible": n_elig, "chance_precision": chance}
-
-
-def bootstrap(
-    per_method: dict[str, dict[str, np.ndarray]],
-    groups: np.ndarray | None,
-    comparisons: Sequence[tuple[str, str]],
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Paired bootstrap over queries (whole groups when given): means and CIs, differences too.
-
-    Returns ``{method or "a-b": {metric: {"mean", "lo", "hi"}}}``; every method and difference is
-    computed on the same resamples, so differences are paired.
-    """
-    names = [(m, metric) for m, values in per_method.items() for metric in values]
-    x = np.stack([per_method[m][metric] for m, metric in names], axis=1)  # (Q, M)
-    valid = ~np.isnan(x)
-    x = np.where(valid, x, 0.0)
-    n_q = len(x)
-    codes = (
-        np.arange(n_q) if groups is None else np.unique(groups.astype(str), return_inverse=True)[1]
-    )
-    n_groups = int(codes.max()) + 1 if n_q else 0
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(
-        n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot
-    )  # (B, n_groups)
-    weights = draws[:, codes].astype(np.float64)  # (B, Q)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (weights @ x) / (weights @ valid)  # (B, M)
-        point = x.sum(axis=0) / valid.sum(axis=0)
-    column = {key: j for j, key in enumerate(names)}
-    alpha = (1 - level) / 2 * 100
-
-    def interval(b: np.ndarray, p: float) -> dict[str, float]:
-        lo, hi = (
-            np.nanpercentile(b, [alpha, 100 - alpha]) if np.isfinite(b).any() else (np.nan,) * 2
-        )
-        return {"mean": float(p), "lo": float(lo), "hi": float(hi)}
-
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for (m, metric), j in column.items():
-        out.setdefault(m, {})[metric] = interval(boot[:, j], point[j])
-    for a, b in comparisons:
-        key = f"{a}-{b}"
-        for metric in per_method[a]:
-            ja, jb = column[(a, metric)], column[(b, metric)]
-            out.setdefault(key, {})[metric] = interval(
-                boot[:, ja] - boot[:, jb], point[ja] - point[jb]
-            )
-    return out
 
 
 def evaluate(

@@ -24,7 +24,7 @@ import pandas as pd
 from dinosearch.backbones.backbone import Backbone
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import read_json, replace_dir, sha256_file, write_json
-from dinosearch.inputs.records import records_fingerprint
+from dinosearch.inputs.records import load_records, records_fingerprint
 
 
 @dataclass
@@ -115,6 +115,32 @@ def embed_to_folder(
             progress,
         )
     return _consolidate(records, backbone, partial, out, pre_skipped, source)
+
+
+def embed_images(
+    images: str | Path,
+    backbone: Backbone,
+    out: str | Path,
+    *,
+    path_column: str | None = None,
+    label_from_folder: bool = True,
+    limit: int | None = None,
+    **options: Any,
+) -> FeatureSet:
+    """Embed an image folder or CSV/Parquet manifest into the features folder ``out``.
+
+    ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress).
+    Files that are not images (``notes.txt``) and files that fail to decode are listed in
+    ``skipped.csv``; the count embedded is ``manifest["count"]``.
+    """
+    records, passed_over = load_records(
+        images, path_column=path_column, label_from_folder=label_from_folder
+    )
+    if limit is not None:
+        records = records.iloc[:limit].reset_index(drop=True)
+    return embed_to_folder(
+        records, backbone, out, pre_skipped=passed_over, source=str(images), **options
+    )
 
 
 def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
