@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinosearch.app.compare import launch_command
 from dinosearch.backbones.backbone import Backbone
 from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.storage import read_json, write_json
@@ -95,14 +96,9 @@ def run_demo(config: DemoConfig, backbone: Backbone, log: Callable[[str], None] 
         n_boot=config.n_boot,
         seed=int(config.train.get("seed", 0)),
     )
-    app = "streamlit run streamlit_app.py" + (
-        ""
-        if paths.raw_index.parent == Path("indexes")
-        else f" -- --indexes {paths.raw_index.parent}"
-    )
     return (
         f"{text}\n\nindexes: {paths.raw_index} (raw), {paths.adapted_index} (adapted)\n"
-        f"open the app on them: {app}"
+        f"open the app on them:\n  {launch_command(paths.raw_index.parent)}"
     )
 
 

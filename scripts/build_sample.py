@@ -42,7 +42,7 @@ COLUMNS = [
     "label_raw",
     "patient_id",
     "view",
-    "source",
+    "source_repo",
     "source_commit",
     "source_path",
     "licence",
@@ -205,7 +205,7 @@ def manifest(rows: pd.DataFrame) -> pd.DataFrame:
             "label_raw": rows["label_raw"],
             "patient_id": rows["patient_id"],
             "view": rows["view"],
-            "source": rows["source_repo"],
+            "source_repo": rows["source_repo"],
             "source_commit": rows["source_commit"],
             "source_path": rows["source_path"],
             "licence": [s.licence for s in src],
@@ -229,9 +229,9 @@ def readme(
     man: pd.DataFrame, total_bytes: int, args: argparse.Namespace, info: dict[str, object]
 ) -> str:
     """README.md text for the sample: contents, licences, selection, caveats, rebuild command."""
-    by_source = pd.crosstab(man["source"], man["label"], margins=True, margins_name="total")
+    by_source = pd.crosstab(man["source_repo"], man["label"], margins=True, margins_name="total")
     by_source.index.name = "source"
-    patients = man.groupby("source")["patient_id"].nunique()
+    patients = man.groupby("source_repo")["patient_id"].nunique()
     n_ped_covid = int(man["label_raw"].str.contains("[pediatric]", regex=False).sum())
     n_noabn = int(man["label_raw"].str.contains("without abnormality", regex=False).sum())
     cmd = ".venv/bin/python scripts/build_sample.py"
@@ -254,7 +254,7 @@ publishing sources and were not re-read by a radiologist.
 - `images/<image_id>.jpg`: 8-bit grayscale JPEG, shorter side 256 px, aspect ratio kept.
 - `manifest.csv`: one row per film. `file` (relative to this folder), `image_id`, `label`,
   `label_raw` (as given by the source), `patient_id` (patient group key; use it for
-  patient-level splits), `view` (`PA`, `AP` or `unknown`), `source` (GitHub repository the
+  patient-level splits), `view` (`PA`, `AP` or `unknown`), `source_repo` (GitHub repository the
   file came from), `source_commit`, `source_path` (original file in that commit), `licence`,
   `attribution_url`.
 
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         ).hexdigest(),
     }
     write_atomic(args.out, man, data, readme(man, total, args, info))
-    print(pd.crosstab(man["source"], man["label"], margins=True, margins_name="total").to_string())
+    print(pd.crosstab(man["source_repo"], man["label"], margins=True, margins_name="total").to_string())
     print(
         f"{len(man)} films, {man['patient_id'].nunique()} patient groups, {total / 1e6:.2f} MB "
         f"-> {args.out}  (left out whole: {dropped}; {time.perf_counter() - start:.2f} s)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,13 @@ def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:
     assert main(demo_argv(tiny_demo)) == 0
     again = capsys.readouterr().out
     assert again.count("reusing") == 4, again  # features, raw index, adapter, adapted index
-    assert "untrained" in again and "streamlit run streamlit_app.py" in again
+    assert "untrained" in again
+    command = again.split("open the app on them:\n")[1].splitlines()[0].split()
+    assert (
+        command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]).name == "streamlit_app.py"
+    )
+    assert Path(command[4]).resolve().is_file() and Path(command[0]).resolve().is_file()
+    assert Path(command[-1]).resolve() == (tiny_demo / "indexes").resolve()
 
     assert main(demo_argv(tiny_demo, "--epochs", "3")) == 0
     changed = capsys.readouterr().out

@@ -16,7 +16,7 @@ COLUMNS = {
     "label_raw",
     "patient_id",
     "view",
-    "source",
+    "source_repo",
     "source_commit",
     "source_path",
     "licence",
@@ -65,11 +65,11 @@ def test_files_exist_grayscale_small(manifest: pd.DataFrame) -> None:
 
 
 def test_only_allowed_sources_and_licences(manifest: pd.DataFrame) -> None:
-    assert set(manifest["source"]) <= set(ALLOWED)
+    assert set(manifest["source_repo"]) <= set(ALLOWED)
     for col in ("licence", "attribution_url", "source_commit", "source_path", "patient_id"):
         assert (manifest[col].str.strip() != "").all(), col
     pairs = set(
-        zip(manifest["source"], manifest["licence"], manifest["attribution_url"], strict=True)
+        zip(manifest["source_repo"], manifest["licence"], manifest["attribution_url"], strict=True)
     )
     assert pairs <= {(src, *lic) for src, lic in ALLOWED.items()}
 
@@ -77,12 +77,12 @@ def test_only_allowed_sources_and_licences(manifest: pd.DataFrame) -> None:
 def test_labels(manifest: pd.DataFrame) -> None:
     assert set(manifest["label"]) <= LABELS
     assert set(manifest["label"]) == LABELS  # every label is represented
-    covid_sources = set(manifest.loc[manifest["label"] == "covid19", "source"])
+    covid_sources = set(manifest.loc[manifest["label"] == "covid19", "source_repo"])
     assert covid_sources == {"armiro/COVID-CXNet", "ml-workgroup/covid-19-image-repository"}
 
 
 def test_no_patient_under_two_sources(manifest: pd.DataFrame) -> None:
-    per_patient = manifest.groupby("patient_id")["source"].nunique()
+    per_patient = manifest.groupby("patient_id")["source_repo"].nunique()
     assert (per_patient == 1).all(), per_patient[per_patient > 1].index.tolist()
 
 

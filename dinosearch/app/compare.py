@@ -44,6 +44,24 @@ class AppSettings:
     show_columns: tuple[str, ...]  # metadata columns listed for display; () = SAFE_COLUMNS
 
 
+APP_FILE = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+
+
+def launch_command(indexes: Path) -> str:
+    """The exact shell command that opens the app on the index folders under ``indexes``."""
+    import shlex
+    import sys
+
+    def short(p: Path) -> str:
+        p = p.resolve()
+        return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+
+    argv = [sys.executable, "-m", "streamlit", "run", short(APP_FILE)]
+    if indexes.resolve() != Path("indexes").resolve():
+        argv += ["--", "--indexes", short(indexes)]
+    return shlex.join([short(Path(sys.executable)), *argv[1:]])
+
+
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     """``streamlit run streamlit_app.py -- --indexes DIR [--reports DIR] [--show-columns a,b]``.
 

@@ -13,10 +13,16 @@ from dinosearch.cli.common import (
     backbone_from_args,
     parse_ks,
 )
+from dinosearch.inputs.sample import sample_manifest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="labelled image folder or CSV/Parquet manifest")
+    p.add_argument(
+        "--images",
+        default=None,
+        help="labelled image folder or CSV/Parquet manifest (default: the bundled sample of 320 "
+        "chest X-rays, dinosearch/sample)",
+    )
     p.add_argument("--name", default=None, help="run name (default: from --images)")
     p.add_argument("--root", default=".", help="where runs/, indexes/ and reports/ live")
     g = p.add_argument_group("adapter training (see `dinosearch train`)")
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from dinosearch.demo import DemoConfig, run_demo
 
     start = time.perf_counter()
+    images = args.images or str(sample_manifest())
     train = {
         "views": args.views,
         "epochs": args.epochs,
@@ -83,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         "num_workers": args.workers,
     }
     config = DemoConfig(
-        images=args.images,
-        name=args.name or default_name(args.images),
+        images=images,
+        name=args.name or default_name(images),
         root=Path(args.root),
         train=train,
         train_images=args.train_images or None,
