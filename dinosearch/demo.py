@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.core.storage import read_json, write_json
 from dinosearch.features.folder import FeatureSet, embed_to_folder, load_features
 from dinosearch.inputs.records import records_fingerprint

@@ -25,7 +25,7 @@ from dinosearch.adapt.fit import Step, fit_adapter
 from dinosearch.adapt.losses import info_nce
 from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views, view_seed
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.core.storage import write_json
 from dinosearch.features.extract import iter_fresh_pairs
 from dinosearch.features.folder import FeatureSet
