@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dinosearch.app.compare import launch_command
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.storage import read_json, write_json
 from dinosearch.evaluate.indexes import evaluate_indexes

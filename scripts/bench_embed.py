@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dinosearch.backbones.backbone import load_backbone
+from dinosearch.backbones import load_backbone
 from dinosearch.backbones.transforms import eval_transform
 from dinosearch.core.runtime import resolve_device
 from dinosearch.features.extract import extract_features

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dinosearch.app.compare import SideBySide, read_query
-from dinosearch.backbones.backbone import Backbone, load_backbone
+from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.features.folder import embed_to_folder
 from dinosearch.index.build import build_index
 from dinosearch.inputs.records import load_records

@@ -26,7 +26,7 @@ import torch
 from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import fit_adapter
 from dinosearch.adapt.train import train_adapter
-from dinosearch.backbones.backbone import load_backbone
+from dinosearch.backbones import load_backbone
 from dinosearch.inputs.records import load_records
 
 DEFAULT_IMAGES = (

@@ -23,7 +23,7 @@ import numpy as np
 from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.train import train_adapter
 from dinosearch.adapt.vectors import to_vectors
-from dinosearch.backbones.backbone import backbone_from_info
+from dinosearch.backbones import backbone_from_info
 from dinosearch.demo import training_subset
 from dinosearch.evaluate.ab import evaluate
 from dinosearch.features.folder import load_features

@@ -413,7 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         ).hexdigest(),
     }
     write_atomic(args.out, man, data, readme(man, total, args, info))
-    print(pd.crosstab(man["source_repo"], man["label"], margins=True, margins_name="total").to_string())
+    print(
+        pd.crosstab(
+            man["source_repo"], man["label"], margins=True, margins_name="total"
+        ).to_string()
+    )
     print(
         f"{len(man)} films, {man['patient_id'].nunique()} patient groups, {total / 1e6:.2f} MB "
         f"-> {args.out}  (left out whole: {dropped}; {time.perf_counter() - start:.2f} s)"

@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The DINOv2 ViT architecture at width 32, depth 2, seeded random weights (32-d features)."""
-    from dinosearch.backbones.backbone import load_backbone
+    from dinosearch.backbones import load_backbone
 
     return load_backbone(TINY, "random", image_size=TINY_SIZE, seed=0)
 

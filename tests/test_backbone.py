@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import subprocess
@@ -14,13 +15,18 @@ import torch
 from helpers import TINY, TINY_SIZE
 from PIL import Image
 
-from dinosearch.backbones.backbone import (
-    BACKBONES,
+from dinosearch.backbones import (
+    Backbone,
     Preprocess,
     backbone_from_info,
+    list_backbones,
     load_backbone,
     read_state_dict,
+    register_backbone,
+    register_family,
+    registry,
 )
+from dinosearch.backbones.backbone import Pooling
 from dinosearch.backbones.transforms import eval_transform
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +37,10 @@ def batch(size: int = TINY_SIZE, n: int = 2, seed: int = 0) -> torch.Tensor:
 
 
 def test_family_is_complete() -> None:
+    names = list_backbones()
     for size in ("s", "b", "l", "g"):
-        assert f"dinov2_vit{size}14" in BACKBONES and f"dinov2_vit{size}14_reg" in BACKBONES
+        assert f"dinov2_vit{size}14" in names and f"dinov2_vit{size}14_reg" in names
+    assert TINY in names and names == sorted(names)
 
 
 def test_no_module_named_dinov2_shadows_torch_hub() -> None:
@@ -181,3 +189,106 @@ def test_openclip_backbone_random_and_errors() -> None:
     )  # CLIP statistics, from its own config
     with pytest.raises(ValueError, match="hf-hub"):
         load_backbone("openclip:ViT-S-32", "pretrained")
+
+
+class Flat(torch.nn.Module):
+    """The smallest backbone model: flatten a (B, 3, 4, 4) image into (B, 48) features."""
+
+    output_dim = 48
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
+FLAT = Preprocess(
+    image_size=4, resize_size=4, interpolation="bilinear", mean=(0, 0, 0), std=(1, 1, 1)
+)
+
+
+@pytest.fixture
+def empty_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registrations made by a test vanish after it; the built-in ones stay."""
+    monkeypatch.setattr(registry, "_backbones", dict(registry._backbones))
+    monkeypatch.setattr(registry, "_families", dict(registry._families))
+
+
+def test_a_registered_backbone_loads_by_name(empty_registry: None) -> None:
+    @register_backbone("flat_test", description="flattens the pixels")
+    def flat(name: str, weights: str, *, image_size: int, pooling: Pooling, seed: int) -> Backbone:
+        return Backbone(Flat(), name=name, weights=f"random(seed={seed})", preprocess=FLAT)
+
+    bb = load_backbone("flat_test", "random", seed=5)
+    assert (
+        "flat_test" in list_backbones() and registry.describe("flat_test") == "flattens the pixels"
+    )
+    assert bb.embed_dim == 48 and bb(batch(4, n=3)).shape == (3, 48)
+    assert bb.fingerprint == "flat_test|random(seed=5)|4px|cls"
+    assert bb.load_args == {
+        "name": "flat_test",
+        "weights": "random",
+        "image_size": 224,
+        "pooling": "cls",
+        "seed": 5,
+    }
+    assert backbone_from_info(bb.info()).fingerprint == bb.fingerprint
+
+
+def test_a_registered_family_receives_the_rest_of_the_name(empty_registry: None) -> None:
+    seen = []
+
+    @register_family("tiny:", arg="seed")
+    def tiny(rest: str, weights: str, *, image_size: int, pooling: Pooling, seed: int) -> Backbone:
+        seen.append(rest)  # a family may read anything from its part of the name
+        bb = load_backbone(TINY, weights, image_size=image_size, pooling=pooling, seed=int(rest))
+        bb.name = f"tiny:{rest}"
+        return bb
+
+    bb = load_backbone("tiny:7", "random", image_size=TINY_SIZE, pooling="cls+mean")
+    assert seen == ["7"] and bb.embed_dim == 64
+    assert bb.fingerprint == f"tiny:7|random(seed=7)|{TINY_SIZE}px|cls+mean"
+    assert bb.load_args["name"] == "tiny:7" and bb.load_args["seed"] == 0
+    assert "tiny:<seed>" in registry.list_families()
+    with pytest.raises(
+        ValueError, match=r"unknown backbone 'tinyx'.*or openclip:<model> or tiny:<seed>"
+    ):
+        load_backbone("tinyx")
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    with pytest.raises(ValueError) as e:
+        load_backbone("dinov3", "random")
+    known = ", ".join(list_backbones())
+    assert str(e.value) == f"unknown backbone 'dinov3'; known: {known} or openclip:<model>"
+    with pytest.raises(ValueError, match="pooling 'gem' must be 'cls' or 'cls\\+mean'"):
+        load_backbone(TINY, "random", image_size=TINY_SIZE, pooling="gem")  # type: ignore[arg-type]
+
+
+def test_cli_lists_every_backbone_and_family(capsys: pytest.CaptureFixture[str]) -> None:
+    from dinosearch.cli import backbones
+
+    assert backbones.run(argparse.Namespace()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("dinov2_tiny_test       timm:vit_small_patch14_dinov2      ")
+    assert lines[-2] == (
+        "dinov2_vits14_reg      timm:vit_small_patch14_reg4_dinov2      "
+        "timm/vit_small_patch14_reg4_dinov2.lvd142m"
+    )
+    assert lines[-1].startswith(
+        "openclip:<model>       OpenCLIP image tower, e.g. openclip:hf-hub:"
+    )
+
+
+@pytest.mark.parametrize(
+    "module", ["dinosearch.backbones.openclip", "dinosearch.backbones.backbone"]
+)
+def test_import_needs_neither_open_clip_nor_timm(module: str) -> None:
+    """In a fresh interpreter: no import cycle, and the heavy libraries wait for a backbone to be built."""
+    code = (
+        f"import sys, {module}, dinosearch.backbones as b; "
+        "assert 'openclip:<model>' in b.list_families() and 'dinov2_vits14' in b.list_backbones(); "
+        "print(sorted({'open_clip', 'timm'} & set(sys.modules)))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -152,7 +152,7 @@ def test_resume_after_interruption_redoes_no_finished_shard(
 
 
 def test_resume_refuses_another_backbone(tmp_path: Path, image_folder: Path, tiny_backbone) -> None:
-    from dinosearch.backbones.backbone import load_backbone
+    from dinosearch.backbones import load_backbone
 
     records, _ = load_records(image_folder)
     partial = tmp_path / "feats.partial"

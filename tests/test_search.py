@@ -10,7 +10,7 @@ from helpers import assert_ranked, brute_force_ranking, save_untrained_adapter, 
 from PIL import Image
 
 from dinosearch.adapt.vectors import to_vectors
-from dinosearch.backbones.backbone import load_backbone
+from dinosearch.backbones import load_backbone
 from dinosearch.features.folder import load_features
 from dinosearch.index.build import build_index
 from dinosearch.index.knn import exact_search

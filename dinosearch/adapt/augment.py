@@ -13,7 +13,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from dinosearch.backbones.backbone import Preprocess
+from dinosearch.backbones import Preprocess
 from dinosearch.backbones.transforms import interpolation, to_model_input
 
 

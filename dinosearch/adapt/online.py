@@ -22,7 +22,7 @@ from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import Step
 from dinosearch.adapt.losses import info_nce
 from dinosearch.adapt.views import view_seed
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform
 from dinosearch.features.extract import ImageDataset, collate, default_workers, worker_init
 

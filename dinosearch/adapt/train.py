@@ -20,7 +20,7 @@ from dinosearch.adapt.fit import fit_adapter
 from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.core.storage import write_json
 from dinosearch.features.folder import FeatureSet, load_features
 from dinosearch.inputs.records import load_records, records_fingerprint

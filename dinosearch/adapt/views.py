@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dinosearch.adapt.augment import build_augment
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
 from dinosearch.core.storage import read_json, replace_dir, write_json
 from dinosearch.features.extract import extract_features

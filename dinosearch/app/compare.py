@@ -23,7 +23,7 @@ from dinosearch.core.metrics import split_labels
 from dinosearch.inputs.images import ImageReadError, read_image
 
 if TYPE_CHECKING:
-    from dinosearch.backbones.backbone import Preprocess
+    from dinosearch.backbones import Preprocess
     from dinosearch.search.searcher import Filters, GroupExclusion, SearchResult
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml

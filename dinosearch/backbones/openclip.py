@@ -1,8 +1,8 @@
-"""OpenCLIP image towers (e.g. BiomedCLIP) as comparison backbones: ``openclip:<model>``.
+"""OpenCLIP image towers (e.g. BiomedCLIP) as comparison backbones: the ``openclip:<model>`` family.
 
 ``openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`` loads through the hub
 cache; ``openclip:ViT-B-32`` with ``--weights PATH`` loads a local checkpoint; ``--weights random``
-builds an untrained tower for offline pipelines.
+builds an untrained tower for offline pipelines. open_clip is imported only when one is built.
 """
 
 from __future__ import annotations
@@ -12,17 +12,50 @@ from typing import Any
 
 import torch
 
-from dinosearch.backbones.backbone import Backbone, Preprocess, WeightsUnavailableError
+from dinosearch.backbones.backbone import Backbone, Pooling, Preprocess, WeightsUnavailableError
+from dinosearch.backbones.registry import register_family
 from dinosearch.core.storage import sha256_file
 
+PREFIX = "openclip:"
 
+
+@register_family(
+    PREFIX,
+    description="OpenCLIP image tower, e.g. openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+)
 def load_openclip(
-    name: str, weights: str, *, image_size: int, seed: int, device: str | torch.device
+    model_name: str, weights: str, *, image_size: int, pooling: Pooling, seed: int
 ) -> Backbone:
-    """Build ``openclip:<model>``; the image tower's output is the feature (B, output_dim)."""
+    """Build ``openclip:<model_name>`` on CPU; the image tower's output is the feature (B, output_dim).
+
+    ``pooling`` is not used: the tower pools itself, and the backbone records "cls".
+    """
     import open_clip
 
-    model_name = name.removeprefix("openclip:")
+    model, identity = _create(model_name, weights, seed)
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", image_size)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    visual = model.visual
+    visual.output_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
+    model.eval().requires_grad_(False)
+    tower = _ImageTower(model, visual.output_dim)
+    # CLIP recipe: resize the short side to the crop size, then centre-crop
+    preprocess = Preprocess.from_config(cfg, image_size=size, resize_size=size)
+    return Backbone(
+        tower,
+        name=PREFIX + model_name,
+        weights=identity,
+        preprocess=preprocess,
+        random_init=weights == "random",
+    )
+
+
+def _create(model_name: str, weights: str, seed: int) -> tuple[Any, str]:
+    """The whole CLIP model and the identity of its weights."""
+    import open_clip
+
+    name = PREFIX + model_name
     torch.manual_seed(seed)
     try:
         if weights == "random":
@@ -58,35 +91,7 @@ def load_openclip(
             f"OpenCLIP weights for {model_name} could not be loaded ({type(e).__name__}); they are fetched "
             "through the Hugging Face cache: pass --weights PATH or --weights random"
         ) from e
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    size = cfg.get("size", image_size)
-    size = int(size[0] if isinstance(size, (tuple, list)) else size)
-    visual = model.visual
-    visual.output_dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
-    model.eval().requires_grad_(False)
-    tower = _ImageTower(model, visual.output_dim)
-    preprocess = Preprocess(
-        image_size=size,
-        resize_size=size,  # CLIP recipe: resize the short side to the crop size, then centre-crop
-        interpolation=str(cfg.get("interpolation", "bicubic")),
-        mean=tuple(float(m) for m in cfg["mean"]),  # type: ignore[arg-type]
-        std=tuple(float(s) for s in cfg["std"]),  # type: ignore[arg-type]
-    )
-    load_args = {
-        "name": name,
-        "weights": weights if weights in ("pretrained", "random") else str(Path(weights).resolve()),
-        "image_size": image_size,
-        "pooling": "cls",
-        "seed": seed,
-    }
-    return Backbone(
-        tower,
-        name=name,
-        weights=identity,
-        preprocess=preprocess,
-        random_init=weights == "random",
-        load_args=load_args,
-    ).to(device)
+    return model, identity
 
 
 class _ImageTower(torch.nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dinosearch.backbones.backbone import BACKBONES, list_backbones
+from dinosearch.backbones import describe, list_backbones, list_families
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,11 +12,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in list_backbones():
-        spec = BACKBONES[name]
-        source = spec.hub_repo or "no pretrained weights (tiny, for tests)"
-        print(f"{name:22s} timm:{spec.timm_arch:34s} {source}")
-    print(
-        "openclip:<model>       OpenCLIP image tower, e.g. openclip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
-    )
+    for name in list_backbones() + list_families():
+        print(f"{name:22s} {describe(name)}")
     return 0

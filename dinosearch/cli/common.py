@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dinosearch.backbones.backbone import Backbone, load_backbone
+from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.core.runtime import resolve_device
 
 

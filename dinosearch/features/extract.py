@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
 from dinosearch.inputs.images import ImageReadError, read_image
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.backbones.backbone import Backbone
+from dinosearch.backbones import Backbone
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import read_json, replace_dir, sha256_file, write_json
 from dinosearch.inputs.records import load_records, records_fingerprint

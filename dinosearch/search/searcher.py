@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dinosearch.adapt.vectors import to_vectors
-from dinosearch.backbones.backbone import Backbone, backbone_from_info
+from dinosearch.backbones import Backbone, backbone_from_info
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
 from dinosearch.core.runtime import resolve_device
 from dinosearch.index.build import load_index_adapter, open_index

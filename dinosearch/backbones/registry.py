@@ -1,0 +1,153 @@
+"""Registry of named backbones and name families, so new backbones join without special cases.
+
+As timm's ``_registry.py``: a module registers its factories when imported
+(``dinosearch.backbones`` imports the built-in ones), and ``load_backbone`` finds them by name.
+A *family* is a name prefix such as ``openclip:`` whose factory receives the rest of the name.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, get_args
+
+import torch
+
+from dinosearch.backbones.backbone import Backbone, Pooling
+
+
+class BackboneFactory(Protocol):
+    """Builds a backbone on CPU; ``name`` is the registered name, or for a family the rest after its prefix.
+
+    The returned backbone carries the full name (prefix included); ``load_backbone`` adds its
+    ``load_args`` and moves it to the device.
+    """
+
+    def __call__(
+        self, name: str, weights: str, /, *, image_size: int, pooling: Pooling, seed: int
+    ) -> Backbone: ...
+
+
+F = TypeVar("F", bound=BackboneFactory)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: BackboneFactory
+    description: str  # one line for `dinosearch backbones`
+    usage: str  # how the name is written: the name itself, or "openclip:<model>" for a family
+
+
+_backbones: dict[str, _Entry] = {}
+_families: dict[str, _Entry] = {}  # keyed by prefix
+
+
+def _add(table: dict[str, _Entry], key: str, entry: _Entry) -> None:
+    if key in table:  # as timm: the last registration wins, but say so
+        message = f"backbone {entry.usage!r} registered again; the new factory replaces the old"
+        warnings.warn(message, stacklevel=3)  # points at the decorator
+    table[key] = entry
+
+
+def register_backbone(name: str, *, description: str = "") -> Callable[[F], F]:
+    """Decorator: ``factory`` builds the backbone called ``name``."""
+
+    def add(factory: F) -> F:
+        _add(_backbones, name, _Entry(factory, description, name))
+        return factory
+
+    return add
+
+
+def register_family(prefix: str, *, arg: str = "model", description: str = "") -> Callable[[F], F]:
+    """Decorator: ``factory`` builds every backbone named ``<prefix><arg>``, given ``<arg>``."""
+    if not prefix:
+        raise ValueError("a family needs a non-empty prefix such as 'openclip:'")
+
+    def add(factory: F) -> F:
+        _add(_families, prefix, _Entry(factory, description, f"{prefix}<{arg}>"))
+        return factory
+
+    return add
+
+
+def list_backbones() -> list[str]:
+    """Known backbone names; families (e.g. ``openclip:<model>``) are in ``list_families``."""
+    return sorted(_backbones)
+
+
+def list_families() -> list[str]:
+    """How the names of each family are written, e.g. ``openclip:<model>``."""
+    return sorted(entry.usage for entry in _families.values())
+
+
+def describe(name: str) -> str:
+    """One line about a name from ``list_backbones`` or a family from ``list_families``."""
+    for entry in (*_backbones.values(), *_families.values()):
+        if name == entry.usage:
+            return entry.description
+    raise ValueError(f"unknown backbone {name!r}; known: {_known()}")
+
+
+def _known() -> str:
+    """Every name, then every family: "a, b or openclip:<model>"."""
+    return " or ".join(filter(None, [", ".join(list_backbones()), *list_families()]))
+
+
+def _lookup(name: str) -> tuple[BackboneFactory, str]:
+    """The factory for ``name`` and the argument it receives (a family's rest of the name)."""
+    if name in _backbones:
+        return _backbones[name].factory, name
+    prefixes = [p for p in _families if name.startswith(p)]
+    if not prefixes:
+        raise ValueError(f"unknown backbone {name!r}; known: {_known()}")
+    prefix = max(prefixes, key=len)  # the most specific family
+    return _families[prefix].factory, name.removeprefix(prefix)
+
+
+def load_backbone(
+    name: str,
+    weights: str = "pretrained",
+    *,
+    image_size: int = 224,
+    pooling: Pooling = "cls",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Backbone:
+    """Build ``name`` with ``weights`` ("pretrained", "random" or a local file path).
+
+    Raises:
+        ValueError: unknown name, bad image size or pooling, or a weights file of another architecture.
+        WeightsUnavailableError: pretrained weights neither cached nor downloadable.
+    """
+    factory, arg = _lookup(name)
+    if pooling not in get_args(Pooling):
+        raise ValueError(f"pooling {pooling!r} must be 'cls' or 'cls+mean'")
+    backbone = factory(arg, weights, image_size=image_size, pooling=pooling, seed=seed)
+    assert backbone.name == name, f"the factory for {name!r} named its backbone {backbone.name!r}"
+    backbone.load_args = {  # what backbone_from_info calls again; key order is on disk
+        "name": name,
+        "weights": weights if weights in ("pretrained", "random") else str(Path(weights).resolve()),
+        "image_size": image_size,
+        "pooling": backbone.pooling,  # a family may support "cls" only
+        "seed": seed,
+    }
+    return backbone.to(device)
+
+
+def backbone_from_info(info: dict[str, Any], *, device: str | torch.device = "cpu") -> Backbone:
+    """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different."""
+    args = info.get("load_args")
+    if not args:
+        raise ValueError(
+            f"manifest backbone entry {info.get('fingerprint')!r} has no load_args; re-embed"
+        )
+    backbone = load_backbone(**args, device=device)
+    if backbone.fingerprint != info["fingerprint"]:
+        raise ValueError(
+            f"backbone rebuilt as {backbone.fingerprint!r} but the manifest says {info['fingerprint']!r}; "
+            "the weights file changed since the features were made: re-embed or restore the weights"
+        )
+    return backbone
