@@ -116,7 +116,7 @@ def evaluate_indexes(
     from dinosearch.core.runtime import package_version
     from dinosearch.evaluate.ab import evaluate
     from dinosearch.evaluate.report import summary, write_report
-    from dinosearch.index.build import open_index
+    from dinosearch.index import open_index
 
     raw, adapted = open_index(raw_dir), open_index(adapted_dir)
     _check_pair(raw, adapted)
