@@ -13,7 +13,7 @@ from helpers import assert_ranked, brute_force_ranking
 from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.features.folder import load_features
-from dinosearch.search.searcher import Searcher
+from dinosearch.search import Searcher
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1"
 
