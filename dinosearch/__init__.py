@@ -25,19 +25,19 @@ _API = {
     "Backbone": "dinosearch.backbones",
     "load_backbone": "dinosearch.backbones",
     "list_backbones": "dinosearch.backbones",
-    "read_image": "dinosearch.inputs.images",
-    "ImageReadError": "dinosearch.inputs.images",
-    "load_records": "dinosearch.inputs.records",
-    "embed_images": "dinosearch.features.folder",
-    "load_features": "dinosearch.features.folder",
-    "TrainConfig": "dinosearch.adapt.config",
-    "train_adapter": "dinosearch.adapt.train",
-    "load_adapter": "dinosearch.adapt.adapter",
-    "to_vectors": "dinosearch.adapt.vectors",
+    "read_image": "dinosearch.inputs",
+    "ImageReadError": "dinosearch.inputs",
+    "load_records": "dinosearch.inputs",
+    "embed_images": "dinosearch.features",
+    "load_features": "dinosearch.features",
+    "TrainConfig": "dinosearch.adapt",
+    "train_adapter": "dinosearch.adapt",
+    "load_adapter": "dinosearch.adapt",
+    "to_vectors": "dinosearch.adapt",
     "build_index": "dinosearch.index",
     "open_index": "dinosearch.index",
     "Searcher": "dinosearch.search",
-    "evaluate_indexes": "dinosearch.evaluate.indexes",
+    "evaluate_indexes": "dinosearch.evaluate",
     "DemoConfig": "dinosearch.demo",
     "run_demo": "dinosearch.demo",
 }
@@ -63,17 +63,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from dinosearch.adapt.adapter import load_adapter
-    from dinosearch.adapt.config import TrainConfig
-    from dinosearch.adapt.train import train_adapter
-    from dinosearch.adapt.vectors import to_vectors
+    from dinosearch.adapt import TrainConfig, load_adapter, to_vectors, train_adapter
     from dinosearch.backbones import Backbone, list_backbones, load_backbone
     from dinosearch.demo import DemoConfig, run_demo
-    from dinosearch.evaluate.indexes import evaluate_indexes
-    from dinosearch.features.folder import embed_images, load_features
+    from dinosearch.evaluate import evaluate_indexes
+    from dinosearch.features import embed_images, load_features
     from dinosearch.index import build_index, open_index
-    from dinosearch.inputs.images import ImageReadError, read_image
-    from dinosearch.inputs.records import load_records
+    from dinosearch.inputs import ImageReadError, load_records, read_image
     from dinosearch.search import Searcher
 
 

@@ -142,7 +142,7 @@ def _index(
     adapter_fp: str | None,
     log: Callable[[str], None],
 ) -> None:
-    from dinosearch.index.build import build_index, open_index
+    from dinosearch.index import build_index, open_index
 
     try:
         handle = open_index(out, verify=False)

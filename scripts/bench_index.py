@@ -22,9 +22,15 @@ import pandas as pd
 from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.storage import sha256_file, write_json
-from dinosearch.index.build import build_index, choose_index, open_index
-from dinosearch.index.knn import exact_search, train_add
-from dinosearch.search.searcher import Searcher
+from dinosearch.index import (
+    build_index,
+    choose_index,
+    exact_search,
+    load_index_adapter,
+    open_index,
+)
+from dinosearch.index.knn import train_add
+from dinosearch.search import VectorSearcher
 
 FINGERPRINT = "bench|random(seed=0)|224px|cls"
 
@@ -107,7 +113,6 @@ def rebuild(n: int, dim: int, root: Path) -> None:
         f"target < 10 s: {'OK' if total < 10 else 'MISSED'}"
     )
     from dinosearch.features.folder import load_features
-    from dinosearch.index.build import load_index_adapter
 
     t = time.perf_counter()
     fs = load_features(root / "features")
@@ -119,7 +124,7 @@ def rebuild(n: int, dim: int, root: Path) -> None:
     t = time.perf_counter()
     opened = open_index(root / "index")
     print(f"open_index with checksum verification: {time.perf_counter() - t:.2f} s")
-    searcher = Searcher(root / "index", backbone=_FakeBackbone())  # vector queries only
+    searcher = VectorSearcher(root / "index")
     queries = vectors[np.random.default_rng(1).choice(n, 200, replace=False)] + 0.01
     queries = to_vectors(queries)
     t = time.perf_counter()
@@ -153,13 +158,6 @@ def rebuild(n: int, dim: int, root: Path) -> None:
         f"Searcher.search_vectors end to end (search + rows + ranks): {ms(full)} / query; "
         f"with a filter and a group exclusion (batch 50): {ms(filtered)} / query"
     )
-
-
-class _FakeBackbone:
-    """Stands in for a backbone in Searcher (only vector queries are benchmarked)."""
-
-    fingerprint = FINGERPRINT
-    preprocess = None
 
 
 def approximate(n: int, dim: int, kind: str, nq: int) -> None:

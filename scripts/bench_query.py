@@ -20,7 +20,7 @@ import torch
 from dinosearch.app.compare import SideBySide, read_query
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.features.folder import embed_to_folder
-from dinosearch.index.build import build_index
+from dinosearch.index import build_index
 from dinosearch.inputs.records import load_records
 
 DEFAULT_IMAGES = (

@@ -113,7 +113,7 @@ def app_root(tmp_path_factory: pytest.TempPathFactory, image_folder: Path, tiny_
 
     from dinosearch.evaluate.indexes import evaluate_indexes
     from dinosearch.features.folder import embed_to_folder
-    from dinosearch.index.build import build_index
+    from dinosearch.index import build_index
     from dinosearch.inputs.records import load_records
 
     root = tmp_path_factory.mktemp("app")

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from dinosearch.app import catalog
 from dinosearch.app import compare as app
 from dinosearch.evaluate.report import report_curve
-from dinosearch.index.build import build_index
+from dinosearch.index import build_index
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 RANK = re.compile(r"^\*\*#(\d+)\*\*")

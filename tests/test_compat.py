@@ -15,7 +15,7 @@ from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.storage import sha256_file
 from dinosearch.evaluate.indexes import evaluate_indexes
 from dinosearch.features.folder import load_features
-from dinosearch.search.searcher import Searcher
+from dinosearch.search import Searcher
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from helpers import TINY_CLI
 
-from dinosearch.index.build import open_index
+from dinosearch.index import open_index
 
 REPO = Path(__file__).resolve().parents[1]
 LEFT_BEHIND = (

@@ -13,8 +13,7 @@ from helpers import clustered_vectors, write_features_folder
 
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.features.folder import load_features
-from dinosearch.index.build import build_index, choose_index, open_index
-from dinosearch.index.knn import exact_search
+from dinosearch.index import build_index, choose_index, exact_search, open_index
 
 
 def test_round_trip_identical_ids_and_scores(synthetic_features: Path, tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinosearch.index.build import build_index, open_index
-from dinosearch.index.publish import current_version, list_versions
+from dinosearch.index import build_index, current_version, list_versions, open_index
 
 # Child: rebuild the index, SIGKILLing itself at one step of the publish.
 CHILD = textwrap.dedent("""

@@ -12,9 +12,8 @@ from PIL import Image
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.backbones import load_backbone
 from dinosearch.features.folder import load_features
-from dinosearch.index.build import build_index
-from dinosearch.index.knn import exact_search
-from dinosearch.search.searcher import Searcher, parse_filters
+from dinosearch.index import build_index, exact_search
+from dinosearch.search import Searcher, parse_filters
 
 
 @pytest.fixture()

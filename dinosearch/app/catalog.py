@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dinosearch.core.storage import read_json
-from dinosearch.index.publish import VERSIONS, current_version
+from dinosearch.index import VERSIONS, current_version
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dinosearch.inputs.images import ImageReadError, read_image
 
 if TYPE_CHECKING:
     from dinosearch.backbones import Preprocess
-    from dinosearch.search.searcher import Filters, GroupExclusion, SearchResult
+    from dinosearch.search import Filters, GroupExclusion, SearchResult
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
@@ -94,7 +94,7 @@ class SideBySide:
     """A raw and an adapted Searcher sharing one backbone: one forward pass feeds both."""
 
     def __init__(self, raw_dir: str | Path, adapted_dir: str | Path, device: str = "cpu") -> None:
-        from dinosearch.search.searcher import Searcher
+        from dinosearch.search import Searcher
 
         self.raw = Searcher(raw_dir, device=device)
         self.adapted = Searcher(adapted_dir, backbone=self.raw.backbone, device=device)

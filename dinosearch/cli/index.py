@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from dinosearch.index.build import INDEX_TYPES, build_index
+from dinosearch.index import INDEX_TYPES, build_index
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 
 from dinosearch.core.runtime import resolve_device
-from dinosearch.search.searcher import Searcher
+from dinosearch.search import Searcher
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

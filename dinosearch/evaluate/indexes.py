@@ -21,7 +21,7 @@ from dinosearch.core.runtime import package_version
 from dinosearch.evaluate.ab import evaluate
 from dinosearch.evaluate.report import summary, write_report
 from dinosearch.features.folder import load_features
-from dinosearch.index.build import IndexHandle, open_index
+from dinosearch.index import IndexHandle, open_index
 
 
 def evaluate_indexes(

@@ -1,0 +1,22 @@
+"""Index stage: choose and build FAISS indexes, append, exact k-NN, versioned crash-safe publishing."""
+
+from dinosearch.index.build import build_index
+from dinosearch.index.choose import EXACT_MAX, INDEX_TYPES, IndexType, choose_index
+from dinosearch.index.handle import IndexHandle, load_index_adapter, open_index
+from dinosearch.index.knn import exact_search
+from dinosearch.index.publish import VERSIONS, current_version, list_versions
+
+__all__ = [
+    "EXACT_MAX",
+    "INDEX_TYPES",
+    "IndexHandle",
+    "IndexType",
+    "VERSIONS",
+    "build_index",
+    "choose_index",
+    "current_version",
+    "exact_search",
+    "list_versions",
+    "load_index_adapter",
+    "open_index",
+]

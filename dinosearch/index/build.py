@@ -1,101 +1,32 @@
 """Stored features (+ adapter) → unit vectors → FAISS inner-product index, published as a verified version.
 
-Each version folder (``INDEX_DIR/versions/<v>/``, see ``publish.py``) holds::
-
-    index.faiss       FAISS CPU index of N unit vectors; vector i is metadata row i
-    metadata.parquet  id, path, label and every features metadata column; row i is vector i
-    manifest.json     backbone, adapter, features, dim, metric, index type and params, count, checksums
-
-The features folder is the source of truth; an index is a cache rebuilt from it in seconds.
+The version folder's files are described in ``handle.py``. The features folder is the source of
+truth; an index is a cache rebuilt from it in seconds.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.runtime import package_version
-from dinosearch.core.storage import read_json, sha256_file, write_json
+from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.features.folder import load_features
-from dinosearch.index.knn import add_vectors, search_index, train_add
-from dinosearch.index.publish import VERSIONS, current_version, next_version, publish, staging
+from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index
+from dinosearch.index.handle import DATA_FILES, IndexHandle, load_index_adapter, open_index
+from dinosearch.index.knn import add_vectors, train_add
+from dinosearch.index.publish import next_version, publish, staging
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
-
-IndexType = Literal["auto", "flat", "ivf-flat", "ivf-pq", "hnsw"]
-INDEX_TYPES = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
-EXACT_MAX = 250_000  # "auto" searches exactly up to here: a flat scan of 250k × 384-d is a few ms
-EXACT_STORAGE = ("flat", "ivf-flat", "hnsw")  # index types that keep the vectors themselves
-DATA_FILES = ("index.faiss", "metadata.parquet")
-
-
-@dataclass
-class IndexHandle:
-    """One opened index version: the FAISS index, its row-aligned metadata and its manifest."""
-
-    path: Path  # INDEX_DIR (the folder holding ``current`` and ``versions/``)
-    version: str
-    index: faiss.Index  # CPU index; vector i ↔ metadata row i
-    table: pa.Table  # metadata as Arrow, for fast ``take`` of hit rows
-    manifest: dict[str, Any]
-    _metadata: pd.DataFrame | None = field(default=None, repr=False)
-
-    @property
-    def version_dir(self) -> Path:
-        return self.path / VERSIONS / self.version
-
-    @property
-    def metadata(self) -> pd.DataFrame:
-        """All N metadata rows as pandas (converted once, on first use)."""
-        if self._metadata is None:
-            self._metadata = self.table.to_pandas()
-        return self._metadata
-
-    @property
-    def count(self) -> int:
-        return int(self.manifest["count"])
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def random_init(self) -> bool:
-        """True when the backbone behind these vectors was randomly initialised (untrained)."""
-        return bool(self.manifest["backbone"].get("random_init", False))
-
-    @property
-    def fingerprint(self) -> str:
-        """How the vectors were made: backbone fingerprint + adapter fingerprint (or "raw")."""
-        return str(self.manifest["vectors_fingerprint"])
-
-    def rows(self, ids: np.ndarray) -> pd.DataFrame:
-        """Metadata rows of vector ``ids`` (k,), in that order; only those rows are converted."""
-        return self.table.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pandas()
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(B, D) unit queries → scores (B, k), ids (B, k); exact Flat runs as one numpy matmul."""
-        return search_index(self.index, queries, k)
-
-    def vectors(self) -> np.ndarray:
-        """All (N, D) float32 unit vectors: read back from FAISS, or recomputed when it stores codes."""
-        if self.manifest["index_type"] in EXACT_STORAGE:
-            if isinstance(self.index, faiss.IndexIVF):
-                self.index.make_direct_map()
-            return self.index.reconstruct_n(0, self.index.ntotal)
-        return recompute_vectors(self.manifest)
 
 
 def vectors_fingerprint(backbone_fingerprint: str, adapter_fingerprint: str | None) -> str:
@@ -153,21 +84,12 @@ def build_index(
         len(vectors), vectors.shape[1], index_type, memory_budget_gb, params
     )
     index, built_on = train_add(kind, chosen, vectors, use_gpu)
-    adapter_info = (
-        None
-        if adapter is None
-        else {
-            "fingerprint": adapter.fingerprint,
-            "path": str(Path(adapter_dir).resolve()),  # type: ignore[arg-type]
-            "backbone_fingerprint": adapter.backbone_fingerprint,
-        }
-    )
     manifest = {
         "kind": "index",
         "name": name or out.resolve().name,
         "dinosearch_version": package_version(),
         "backbone": fs.manifest["backbone"],
-        "adapter": adapter_info,
+        "adapter": _adapter_info(adapter, adapter_dir),
         "vectors_fingerprint": vectors_fingerprint(
             fs.fingerprint, adapter.fingerprint if adapter is not None else None
         ),
@@ -183,45 +105,17 @@ def build_index(
     return _write_version(out, index, table, manifest, keep)
 
 
-def choose_index(
-    n: int,
-    dim: int,
-    index_type: IndexType = "auto",
-    memory_budget_gb: float = 8.0,
-    params: dict[str, Any] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """Pick the index type and its parameters for ``n`` vectors of ``dim``.
-
-    "auto": exact Flat up to ``EXACT_MAX`` vectors (when they fit the budget), IVF-Flat above it while
-    the raw vectors fit, IVF-PQ (compressed codes) when they do not. HNSW is never picked automatically:
-    its graph build is slow on few cores; name it when query latency matters most.
-    """
-    flat_bytes, budget = n * dim * 4, memory_budget_gb * 2**30
-    kind = index_type
-    if kind == "auto":
-        kind = (
-            "flat"
-            if n <= EXACT_MAX and flat_bytes <= budget
-            else ("ivf-flat" if flat_bytes * 1.1 <= budget else "ivf-pq")
-        )
-    chosen: dict[str, Any] = {}
-    if kind.startswith("ivf"):
-        nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n))))  # ~√n lists, a power of two
-        nlist = max(1, min(nlist, n // 39))  # ≥ 39 training points per list
-        chosen = {"nlist": nlist, "niter": 10, "nprobe": min(nlist, max(8, nlist // 32))}
-    if kind == "ivf-pq":
-        chosen.update(m=_pq_m(dim, n, budget), nbits=8)
-    if kind == "hnsw":
-        chosen = {"M": 32, "ef_construction": 80, "ef_search": 64}
-    chosen.update(params or {})
-    return kind, chosen
-
-
-def _pq_m(dim: int, n: int, budget: float) -> int:
-    """Sub-quantizers: ~4 dims each when the budget allows, fewer bytes otherwise; must divide dim."""
-    divisors = [m for m in range(1, dim + 1) if dim % m == 0 and m <= 96]
-    fits = [m for m in divisors if n * (m + 8) <= budget and dim // m >= 4]
-    return max(fits) if fits else min(divisors)
+def _adapter_info(
+    adapter: DomainAdapter | None, adapter_dir: str | Path | None
+) -> dict[str, Any] | None:
+    """The manifest's "adapter" entry: where it is and what it is (None for a raw index)."""
+    if adapter is None or adapter_dir is None:
+        return None
+    return {
+        "fingerprint": adapter.fingerprint,
+        "path": str(Path(adapter_dir).resolve()),
+        "backbone_fingerprint": adapter.backbone_fingerprint,
+    }
 
 
 def _metadata_table(path: Path) -> pa.Table:
@@ -229,17 +123,6 @@ def _metadata_table(path: Path) -> pa.Table:
     if "label" not in table.column_names:
         table = table.append_column("label", pa.nulls(table.num_rows, pa.string()))
     return table.replace_schema_metadata(None)
-
-
-def load_index_adapter(
-    adapter_dir: str | Path | None, backbone_fingerprint: str
-) -> DomainAdapter | None:
-    """The adapter at ``adapter_dir`` (None → None), refused if trained on another backbone."""
-    if adapter_dir is None:
-        return None
-    from dinosearch.adapt.adapter import load_adapter
-
-    return load_adapter(adapter_dir, backbone_fingerprint=backbone_fingerprint)
 
 
 def _append(
@@ -251,14 +134,15 @@ def _append(
     source: dict[str, Any],
     keep: int,
 ) -> IndexHandle:
+    """Add (N, D) ``vectors`` and their metadata rows to the live version, as a new version."""
     base = open_index(out)
-    where = base.version_dir / "manifest.json"
-    if backbone["fingerprint"] != base.manifest["backbone"]["fingerprint"]:
+    where = base.manifest_path
+    if backbone["fingerprint"] != base.backbone_fingerprint:
         raise ValueError(
             f"cannot append features of backbone {backbone['fingerprint']!r} to {where}, "
-            f"made with {base.manifest['backbone']['fingerprint']!r}; re-embed with that backbone"
+            f"made with {base.backbone_fingerprint!r}; re-embed with that backbone"
         )
-    had = (base.manifest.get("adapter") or {}).get("fingerprint")
+    had = base.adapter_fingerprint
     if had != (adapter and adapter.fingerprint):
         raise ValueError(
             f"cannot append vectors of adapter {adapter and adapter.fingerprint} to {where}, "
@@ -283,6 +167,7 @@ def _append(
 def _write_version(
     out: Path, index: faiss.Index, table: pa.Table, manifest: dict[str, Any], keep: int
 ) -> IndexHandle:
+    """Write the version's files to staging, checksum them, publish it as ``current``."""
     with staging(out) as tmp:
         version = next_version(out)
         faiss.write_index(index, str(tmp / "index.faiss"))
@@ -297,90 +182,3 @@ def _write_version(
         write_json(tmp / "manifest.json", manifest)
         publish(out, tmp, version, keep=keep)
     return IndexHandle(out, version, index, table, manifest)
-
-
-def open_index(
-    index_dir: str | Path, *, version: str | None = None, verify: bool = True
-) -> IndexHandle:
-    """Open the live (or a named) version; check counts, dimension and (with ``verify``) checksums.
-
-    Raises:
-        FileNotFoundError: no index there, or a version file is missing.
-        ValueError: a file disagrees with manifest.json (the message names it): rebuild the index.
-    """
-    root = Path(index_dir)
-    for attempt in range(3):  # a concurrent publish may prune the version we just resolved
-        v = version or current_version(root)
-        try:
-            return _open_version(root, v, verify)
-        except FileNotFoundError:
-            if version or attempt == 2 or current_version(root) == v:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
-    vdir = root / VERSIONS / version
-    manifest_path = vdir / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(
-            f"{manifest_path} is missing; rebuild the index with `dinosearch index`"
-        )
-    manifest = read_json(manifest_path)
-    if manifest.get("kind") != "index":
-        raise ValueError(
-            f"{manifest_path} is not an index manifest (kind {manifest.get('kind')!r})"
-        )
-    for name in DATA_FILES:
-        path = vdir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; rebuild the index with `dinosearch index`")
-        if verify and sha256_file(path) != manifest["checksums"][name]:
-            raise ValueError(
-                f"{path}: checksum differs from {manifest_path}; the file is corrupt or "
-                "was altered: rebuild the index with `dinosearch index`"
-            )
-    try:
-        index = faiss.read_index(str(vdir / "index.faiss"))
-        table = pq.read_table(vdir / "metadata.parquet", memory_map=True)
-    except Exception as e:  # faiss raises RuntimeError, Arrow its own errors
-        raise ValueError(
-            f"{vdir}: cannot read the index files ({type(e).__name__}: {e}); rebuild"
-        ) from e
-    count, dim = int(manifest["count"]), int(manifest["dim"])
-    if index.ntotal != count or index.d != dim:
-        raise ValueError(
-            f"{vdir / 'index.faiss'}: {index.ntotal} vectors of {index.d}-d, "
-            f"{manifest_path} says {count} of {dim}-d; rebuild the index"
-        )
-    if table.num_rows != count:
-        raise ValueError(
-            f"{vdir / 'metadata.parquet'}: {table.num_rows} rows, {manifest_path} says {count}"
-        )
-    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise ValueError(f"{vdir / 'index.faiss'}: not an inner-product index; rebuild the index")
-    return IndexHandle(root, version, index, table, manifest)
-
-
-def recompute_vectors(manifest: dict[str, Any]) -> np.ndarray:
-    """(N, D) unit vectors rebuilt from the features folders and adapter an index manifest names."""
-    adapter_info: dict[str, Any] | None = manifest.get("adapter")
-    backbone_fp = manifest["backbone"]["fingerprint"]
-    adapter = None
-    if adapter_info is not None:
-        adapter = load_index_adapter(adapter_info["path"], backbone_fp)
-        if adapter is not None and adapter.fingerprint != adapter_info["fingerprint"]:
-            raise ValueError(
-                f"adapter at {adapter_info['path']} is now {adapter.fingerprint}, the index "
-                f"was built with {adapter_info['fingerprint']}; rebuild the index"
-            )
-    chunks = []
-    for src in [manifest["features"], *manifest.get("appended", [])]:
-        fs = load_features(src["path"])
-        if fs.manifest.get("images") != src["images"] or len(fs.features) != src["count"]:
-            raise ValueError(
-                f"{src['path']}/manifest.json: features changed since the index was built; "
-                "rebuild the index"
-            )
-        chunks.append(to_vectors(fs.features, adapter))
-    return np.concatenate(chunks)

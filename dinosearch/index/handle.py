@@ -1,0 +1,203 @@
+"""An opened index version: FAISS index, row-aligned metadata and manifest, verified on open.
+
+Each version folder (``INDEX_DIR/versions/<v>/``, see ``publish.py``) holds::
+
+    index.faiss       FAISS CPU index of N unit vectors; vector i is metadata row i
+    metadata.parquet  id, path, label and every features metadata column; row i is vector i
+    manifest.json     backbone, adapter, features, dim, metric, index type and params, count, checksums
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.storage import read_json, sha256_file
+from dinosearch.features.folder import load_features
+from dinosearch.index.knn import search_index
+from dinosearch.index.publish import VERSIONS, current_version
+
+if TYPE_CHECKING:
+    from dinosearch.adapt.adapter import DomainAdapter
+
+EXACT_STORAGE = ("flat", "ivf-flat", "hnsw")  # index types that keep the vectors themselves
+DATA_FILES = ("index.faiss", "metadata.parquet")
+
+
+@dataclass
+class IndexHandle:
+    """One opened index version: the FAISS index, its row-aligned metadata and its manifest."""
+
+    path: Path  # INDEX_DIR (the folder holding ``current`` and ``versions/``)
+    version: str
+    index: faiss.Index  # CPU index; vector i ↔ metadata row i
+    table: pa.Table  # metadata as Arrow, for fast ``take`` of hit rows
+    manifest: dict[str, Any]
+    _metadata: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def version_dir(self) -> Path:
+        return self.path / VERSIONS / self.version
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.version_dir / "manifest.json"
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """All N metadata rows as pandas (converted once, on first use)."""
+        if self._metadata is None:
+            self._metadata = self.table.to_pandas()
+        return self._metadata
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def random_init(self) -> bool:
+        """True when the backbone behind these vectors was randomly initialised (untrained)."""
+        return bool(self.manifest["backbone"].get("random_init", False))
+
+    @property
+    def fingerprint(self) -> str:
+        """How the vectors were made: backbone fingerprint + adapter fingerprint (or "raw")."""
+        return str(self.manifest["vectors_fingerprint"])
+
+    @property
+    def backbone_fingerprint(self) -> str:
+        return str(self.manifest["backbone"]["fingerprint"])
+
+    @property
+    def adapter_fingerprint(self) -> str | None:
+        """The adapter's fingerprint, None for a raw index."""
+        return (self.manifest.get("adapter") or {}).get("fingerprint")
+
+    def load_adapter(self) -> DomainAdapter | None:
+        """The adapter these vectors were made with (None: raw), refused if it changed since."""
+        info = self.manifest.get("adapter")
+        if not info:
+            return None
+        adapter = load_index_adapter(info["path"], self.backbone_fingerprint)
+        if adapter is not None and adapter.fingerprint != info["fingerprint"]:
+            raise ValueError(
+                f"adapter {info['path']} is now {adapter.fingerprint} but {self.manifest_path} "
+                f"was built with {info['fingerprint']}; rebuild the index with this adapter"
+            )
+        return adapter
+
+    def rows(self, ids: np.ndarray) -> pd.DataFrame:
+        """Metadata rows of vector ``ids`` (k,), in that order; only those rows are converted."""
+        return self.table.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pandas()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) unit queries → scores (B, k), ids (B, k); exact Flat runs as one numpy matmul."""
+        return search_index(self.index, queries, k)
+
+    def vectors(self) -> np.ndarray:
+        """All (N, D) float32 unit vectors: read back from FAISS, or recomputed when it stores codes."""
+        if self.manifest["index_type"] in EXACT_STORAGE:
+            if isinstance(self.index, faiss.IndexIVF):
+                self.index.make_direct_map()
+            return self.index.reconstruct_n(0, self.index.ntotal)
+        return recompute_vectors(self.manifest, self.load_adapter())
+
+
+def load_index_adapter(
+    adapter_dir: str | Path | None, backbone_fingerprint: str
+) -> DomainAdapter | None:
+    """The adapter at ``adapter_dir`` (None → None), refused if trained on another backbone."""
+    if adapter_dir is None:
+        return None
+    from dinosearch.adapt.adapter import load_adapter
+
+    return load_adapter(adapter_dir, backbone_fingerprint=backbone_fingerprint)
+
+
+def open_index(
+    index_dir: str | Path, *, version: str | None = None, verify: bool = True
+) -> IndexHandle:
+    """Open the live (or a named) version; check counts, dimension and (with ``verify``) checksums.
+
+    Raises:
+        FileNotFoundError: no index there, or a version file is missing.
+        ValueError: a file disagrees with manifest.json (the message names it): rebuild the index.
+    """
+    root = Path(index_dir)
+    for attempt in range(3):  # a concurrent publish may prune the version we just resolved
+        v = version or current_version(root)
+        try:
+            return _open_version(root, v, verify)
+        except FileNotFoundError:
+            if version or attempt == 2 or current_version(root) == v:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
+    vdir = root / VERSIONS / version
+    manifest_path = vdir / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{manifest_path} is missing; rebuild the index with `dinosearch index`"
+        )
+    manifest = read_json(manifest_path)
+    if manifest.get("kind") != "index":
+        raise ValueError(
+            f"{manifest_path} is not an index manifest (kind {manifest.get('kind')!r})"
+        )
+    for name in DATA_FILES:
+        path = vdir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; rebuild the index with `dinosearch index`")
+        if verify and sha256_file(path) != manifest["checksums"][name]:
+            raise ValueError(
+                f"{path}: checksum differs from {manifest_path}; the file is corrupt or "
+                "was altered: rebuild the index with `dinosearch index`"
+            )
+    try:
+        index = faiss.read_index(str(vdir / "index.faiss"))
+        table = pq.read_table(vdir / "metadata.parquet", memory_map=True)
+    except Exception as e:  # faiss raises RuntimeError, Arrow its own errors
+        raise ValueError(
+            f"{vdir}: cannot read the index files ({type(e).__name__}: {e}); rebuild"
+        ) from e
+    count, dim = int(manifest["count"]), int(manifest["dim"])
+    if index.ntotal != count or index.d != dim:
+        raise ValueError(
+            f"{vdir / 'index.faiss'}: {index.ntotal} vectors of {index.d}-d, "
+            f"{manifest_path} says {count} of {dim}-d; rebuild the index"
+        )
+    if table.num_rows != count:
+        raise ValueError(
+            f"{vdir / 'metadata.parquet'}: {table.num_rows} rows, {manifest_path} says {count}"
+        )
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise ValueError(f"{vdir / 'index.faiss'}: not an inner-product index; rebuild the index")
+    return IndexHandle(root, version, index, table, manifest)
+
+
+def recompute_vectors(manifest: dict[str, Any], adapter: DomainAdapter | None) -> np.ndarray:
+    """(N, D) unit vectors rebuilt from the features folders an index manifest names, via ``adapter``."""
+    chunks = []
+    for src in [manifest["features"], *manifest.get("appended", [])]:
+        fs = load_features(src["path"])
+        if fs.manifest.get("images") != src["images"] or len(fs.features) != src["count"]:
+            raise ValueError(
+                f"{src['path']}/manifest.json: features changed since the index was built; "
+                "rebuild the index"
+            )
+        chunks.append(to_vectors(fs.features, adapter))
+    return np.concatenate(chunks)
