@@ -37,7 +37,7 @@ def online_epoch(
 ) -> Callable[[DomainAdapter, int, Step], float]:
     """``fit_adapter``'s epoch on two fresh augmented views per training image through the backbone."""
     augment = build_augment(config.preset, backbone.preprocess, hflip=config.hflip)
-    groups = torch.from_numpy(groups)
+    groups_t = torch.from_numpy(groups)
     threads = torch.get_num_threads()  # for the backbone; the adapter runs on one (see fit_adapter)
 
     def epoch_fn(adapter: DomainAdapter, epoch: int, step: Step) -> float:
@@ -58,7 +58,7 @@ def online_epoch(
         for pos, feats in tqdm(
             fresh, desc=f"epoch {epoch}", total=steps, leave=False, disable=not progress
         ):  # feats (b, 2, D)
-            g = groups[torch.from_numpy(rows[pos])].to(feats.device)
+            g = groups_t[torch.from_numpy(rows[pos])].to(feats.device)
             loss = info_nce(
                 adapter(feats[:, 0]), adapter(feats[:, 1]), config.temperature, groups=g
             )

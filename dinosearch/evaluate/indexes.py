@@ -16,7 +16,7 @@ import pandas as pd
 
 from dinosearch.adapt.adapter import DomainAdapter, load_adapter
 from dinosearch.adapt.vectors import to_vectors
-from dinosearch.core.columns import resolve_roles
+from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.runtime import package_version
 from dinosearch.evaluate.ab import evaluate
 from dinosearch.evaluate.report import summary, write_report
@@ -171,7 +171,7 @@ def _query_mask(md: pd.DataFrame, queries: str | None) -> np.ndarray | None:
 def _meta(
     raw: IndexHandle,
     adapted: IndexHandle,
-    roles: dict[str, str | None],
+    roles: dict[Role, str | None],
     queries: str | None,
     source: str,
     whiten_dim: int | None,
