@@ -16,7 +16,7 @@ import pandas as pd
 
 from dinosearch.adapt.adapter import DomainAdapter, save_adapter
 from dinosearch.adapt.config import TrainConfig
-from dinosearch.adapt.fit import fit_adapter
+from dinosearch.adapt.fit import Fit, fit_adapter
 from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views
@@ -158,29 +158,8 @@ def train_adapter(
         if config.online
         else None,
     )
-    first, best = fit.history[0], fit.history[fit.best_epoch]
-    knn = None
-    if "knn_adapted" in first:
-        knn = {**fit.knn_baselines, "initial": first["knn_adapted"], "adapted": best["knn_adapted"]}
-    metrics: dict[str, Any] = {
-        "best_epoch": fit.best_epoch,
-        "val_loss": best.get("val_loss"),
-        "val_loss_initial": first.get("val_loss"),
-        "train_loss": best.get("train_loss"),
-        f"knn_precision@{config.knn_k}": knn,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    recs = data.records
-    split_by = config.group_column if config.group_column in recs.columns else "image"
-    info = {
-        "count": len(recs),
-        "images": records_fingerprint(recs),
-        "train": len(data.train_rows),
-        "val": len(data.val_rows),
-        "skipped": len(data.skipped),
-        "split_by": split_by,
-        "view_sources": data.sources,
-    }
+    metrics = _metrics(fit, config, time.perf_counter() - start)
+    info = _data_info(data, config)
     out = Path(out_dir)
     fingerprint = save_adapter(
         fit.adapter,
@@ -200,6 +179,36 @@ def train_adapter(
         _summary(fingerprint, fit.adapter, config, info, metrics, out),
         data.skipped,
     )
+
+
+def _metrics(fit: Fit, config: TrainConfig, seconds: float) -> dict[str, Any]:
+    """adapter.json's ``metrics``: the best epoch's losses and val kNN precision against baselines."""
+    first, best = fit.history[0], fit.history[fit.best_epoch]
+    knn = None
+    if "knn_adapted" in first:
+        knn = {**fit.knn_baselines, "initial": first["knn_adapted"], "adapted": best["knn_adapted"]}
+    return {
+        "best_epoch": fit.best_epoch,
+        "val_loss": best.get("val_loss"),
+        "val_loss_initial": first.get("val_loss"),
+        "train_loss": best.get("train_loss"),
+        f"knn_precision@{config.knn_k}": knn,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _data_info(data: _Data, config: TrainConfig) -> dict[str, Any]:
+    """adapter.json's ``data``: which images, how they were split, where the views came from."""
+    recs = data.records
+    return {
+        "count": len(recs),
+        "images": records_fingerprint(recs),
+        "train": len(data.train_rows),
+        "val": len(data.val_rows),
+        "skipped": len(data.skipped),
+        "split_by": config.group_column if config.group_column in recs.columns else "image",
+        "view_sources": data.sources,
+    }
 
 
 def _summary(
