@@ -1,6 +1,7 @@
 """Inputs stage: one image file → PIL (PNG/JPEG/TIFF/DICOM); folders and manifests → records."""
 
-from dinosearch.inputs.images import ImageReadError, read_image
+from dinosearch.inputs.errors import ImageReadError
+from dinosearch.inputs.images import read_image
 from dinosearch.inputs.records import load_records, records_fingerprint
 from dinosearch.inputs.sample import SAMPLE_DIR, sample_manifest
 

@@ -1,20 +1,30 @@
 """Read one medical or everyday image file into a PIL image ("L" or "RGB"), or fail with ImageReadError.
 
-Handles PNG/JPEG (8- and 16-bit), TIFF, BMP/WebP and DICOM (rescale slope/intercept, VOI LUT or window,
-MONOCHROME1 inverted), palette/RGBA/CMYK, EXIF orientation, and refuses decompression bombs.
+Handles PNG/JPEG (8- and 16-bit), TIFF, BMP/WebP and DICOM (``dicom``), palette/RGBA/CMYK, EXIF
+orientation. Reads regular files only and refuses, before decoding, whatever ``limits`` bounds.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# A 100-megapixel film is already far beyond any radiograph; larger files are refused, not decoded.
-MAX_PIXELS = 100_000_000
+from dinosearch.inputs.dicom import read_dicom
+from dinosearch.inputs.errors import ImageReadError, display_path
+from dinosearch.inputs.limits import (
+    MAX_FILE_BYTES,
+    MAX_IMAGE_PIXELS,
+    open_regular_file,
+    size_problem,
+)
+from dinosearch.inputs.pixels import gray_to_u8
+
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 IMAGE_SUFFIXES = {
     ".png",
@@ -26,19 +36,13 @@ IMAGE_SUFFIXES = {
     ".webp",
     ".gif",
 } | DICOM_SUFFIXES
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
-
-class ImageReadError(ValueError):
-    """An image could not be read; names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ImageReadError", "read_image"]
 
 
 def read_image(
-    source: str | Path | bytes, *, name: str | None = None, max_pixels: int = MAX_PIXELS
+    source: str | Path | bytes, *, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into mode "L" (grayscale) or "RGB".
 
@@ -48,56 +52,59 @@ def read_image(
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
 
     Raises:
-        ImageReadError: for any unreadable, empty, truncated, oversized or unsupported file.
+        ImageReadError: for any unreadable, empty, truncated, oversized or unsupported file, and for
+            anything but a regular file (folder, FIFO, device, socket).
     """
-    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    label = name or (display_path(source) if not isinstance(source, bytes) else "<upload>")
+    with _open(source, label) as fp:
+        head = fp.read(132)
+        if not head:
+            raise ImageReadError(label, "file is empty")
+        fp.seek(0)
+        try:
+            if head[128:132] == b"DICM" or Path(label).suffix.lower() in DICOM_SUFFIXES:
+                return read_dicom(fp, label, max_pixels)
+            return _read_pil(fp, label, max_pixels)
+        except ImageReadError:
+            raise
+        except Exception as e:  # decoders raise many types; the caller needs one
+            raise ImageReadError(label, f"{type(e).__name__}: {e}") from e
+
+
+def _open(source: str | Path | bytes, label: str) -> BinaryIO:
+    if isinstance(source, bytes):
+        if len(source) > MAX_FILE_BYTES:
+            raise ImageReadError(
+                label,
+                f"upload is {len(source):,} bytes, over the {MAX_FILE_BYTES:,} limit "
+                "(DINOSEARCH_MAX_FILE_BYTES)",
+            )
+        return io.BytesIO(source)
     try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        return open_regular_file(os.fspath(source))
     except OSError as e:
         raise ImageReadError(label, f"cannot open file ({e.strerror or e})") from e
-    if not data:
-        raise ImageReadError(label, "file is empty")
-    try:
-        if _is_dicom(data, label):
-            return _read_dicom(data, label, max_pixels)
-        return _read_pil(data, label, max_pixels)
-    except ImageReadError:
-        raise
-    except Exception as e:  # decoders raise many types; the caller needs one
-        raise ImageReadError(label, f"{type(e).__name__}: {e}") from e
 
 
-def _is_dicom(data: bytes, label: str) -> bool:
-    return data[128:132] == b"DICM" or Path(label).suffix.lower() in DICOM_SUFFIXES
-
-
-def _read_pil(data: bytes, label: str, max_pixels: int) -> Image.Image:
+def _read_pil(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Our own limit (size_problem) decides; Pillow still raises past 2x Image.MAX_IMAGE_PIXELS.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(fp)
         except UnidentifiedImageError as e:
             raise ImageReadError(label, "not an image file Pillow or pydicom can read") from e
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        except Image.DecompressionBombError as e:
             raise ImageReadError(label, f"image too large (decompression-bomb guard): {e}") from e
-    _check_size(img.width, img.height, label, max_pixels)
+    problem = size_problem(img.width, img.height, max_pixels)
+    if problem is not None:
+        raise ImageReadError(label, problem)
     try:
         img.load()
     except OSError as e:  # truncated or corrupt stream
         raise ImageReadError(label, f"corrupt or truncated image data ({e})") from e
-    upright: Image.Image = ImageOps.exif_transpose(img) or img
-    return _to_l_or_rgb(upright)
-
-
-def _check_size(width: int, height: int, label: str, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise ImageReadError(
-            label,
-            f"image has {width}x{height} pixels, over the {max_pixels:,} limit; "
-            "downscale it or raise max_pixels",
-        )
-    if width == 0 or height == 0:
-        raise ImageReadError(label, f"image has no pixels ({width}x{height})")
+    ImageOps.exif_transpose(img, in_place=True)  # not a copy: that would double a 177 MB film
+    return _to_l_or_rgb(img)
 
 
 def _to_l_or_rgb(img: Image.Image) -> Image.Image:
@@ -106,8 +113,8 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
         return img
     if mode == "1":
         return img.convert("L")
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        return _scale_to_l(np.asarray(img, dtype=np.float64))
+    if mode in HIGH_BIT_MODES:
+        return _high_bit_to_l(img)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -115,66 +122,16 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
         # Transparent regions become black, as a film's unexposed background.
         base = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
-        return _collapse_gray(img) if mode.startswith("L") else img
-    if mode == "RGB" or mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        return img.convert("RGB")
+        return img.convert("L") if mode.startswith("L") else img
     return img.convert("RGB")
 
 
-def _collapse_gray(img: Image.Image) -> Image.Image:
-    return img.convert("L")
+def _high_bit_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit or float grayscale → 8-bit, min-max scaled, strip by strip (no float64 copy)."""
+    width, height = img.size
 
+    def rows(y0: int, y1: int) -> np.ndarray:
+        return np.asarray(img.crop((0, y0, width, y1)))
 
-def _scale_to_l(arr: np.ndarray) -> Image.Image:
-    """Min-max scale any numeric 2-D array to 8-bit grayscale (flat images become black)."""
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-    return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8))
-
-
-def _read_dicom(data: bytes, label: str, max_pixels: int) -> Image.Image:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as e:
-        raise ImageReadError(label, f"not a readable DICOM file ({e})") from e
-    if "PixelData" not in ds:
-        raise ImageReadError(
-            label, "DICOM file has no pixel data (a report or structured document?)"
-        )
-    _check_size(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)), label, max_pixels)
-    try:
-        arr = ds.pixel_array
-    except Exception as e:
-        raise ImageReadError(
-            label,
-            f"cannot decode DICOM pixel data ({e}); compressed transfer syntaxes need "
-            "pylibjpeg or gdcm installed",
-        ) from e
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        arr = arr[0]  # multi-frame: the first frame stands for the study
-    if photometric.startswith("MONOCHROME"):
-        arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
-        arr = apply_voi_lut(arr, ds)  # VOI LUT, or window centre / width
-        img = _scale_to_l(np.asarray(arr, dtype=np.float64))
-        if photometric == "MONOCHROME1":  # low values are bright: invert so bone is white
-            img = ImageOps.invert(img)
-        return img
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR"):
-        from pydicom.pixels import apply_color_lut, convert_color_space
-
-        if photometric == "PALETTE COLOR":
-            arr = apply_color_lut(arr, ds)
-        elif photometric.startswith("YBR"):
-            arr = convert_color_space(arr, photometric, "RGB")
-        arr = np.asarray(arr)
-        if arr.dtype != np.uint8:
-            arr = (arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8)
-        return Image.fromarray(arr)
-    raise ImageReadError(label, f"unsupported DICOM PhotometricInterpretation {photometric!r}")
+    dtype = rows(0, 1).dtype
+    return Image.fromarray(gray_to_u8(rows, (height, width), dtype))

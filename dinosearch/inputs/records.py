@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dinosearch.inputs.errors import display_path
 from dinosearch.inputs.images import IMAGE_SUFFIXES
 
 PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image_path", "image", "filename")
@@ -33,7 +34,7 @@ def load_records(
     if src.is_dir():
         return _from_folder(src, label_from_folder)
     if src.is_file() and src.suffix.lower() in (".csv", ".parquet", ".pq"):
-        return _from_manifest(src, path_column), _empty_skipped()
+        return _from_manifest(src, path_column)
     if not src.exists():
         raise FileNotFoundError(
             f"--images {src} does not exist; give an image folder or a manifest"
@@ -46,32 +47,63 @@ def _empty_skipped() -> pd.DataFrame:
 
 
 def _from_folder(root: Path, label_from_folder: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows, skipped = [], []
+    rows: list[dict[str, str]] = []
+    rels: list[Path] = []
+    skipped: list[dict[str, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue  # hidden files and folders (.DS_Store, .git) are not data
         suffix = path.suffix.lower()
-        if suffix and suffix not in IMAGE_SUFFIXES:  # files without suffix may be DICOM
-            skipped.append(
-                {"path": str(path.resolve()), "reason": f"not an image file type ({suffix})"}
-            )
+        reason = _folder_problem(path, suffix)
+        if reason is not None:
+            skipped.append({"path": display_path(path.resolve()), "reason": reason})
             continue
-        row = {"id": rel.with_suffix("").as_posix(), "path": str(path.resolve())}
+        row = {"path": str(path.resolve())}
         if label_from_folder and len(rel.parts) > 1:
             row["label"] = rel.parts[-2]
         rows.append(row)
+        rels.append(rel)
     if not rows:
         raise ValueError(
-            f"--images {root}: no image files found (looked for {sorted(IMAGE_SUFFIXES)})"
+            f"--images {display_path(root)}: no image files found (looked for "
+            f"{sorted(IMAGE_SUFFIXES)}; {len(skipped)} files passed over)"
         )
-    records = pd.DataFrame(rows)
+    ids = _unique_ids(rels)
+    records = pd.DataFrame([{"id": rid, **row} for rid, row in zip(ids, rows, strict=True)])
     if "label" in records:
         records["label"] = records["label"].astype(object)
     return records, pd.DataFrame(skipped) if skipped else _empty_skipped()
 
 
-def _from_manifest(manifest: Path, path_column: str | None) -> pd.DataFrame:
+def _folder_problem(path: Path, suffix: str) -> str | None:
+    """Why a file in an image folder is passed over, or None to embed it."""
+    if suffix and suffix not in IMAGE_SUFFIXES:  # files without suffix may be DICOM
+        return f"not an image file type ({suffix})"
+    try:
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        return "file or folder name is not valid UTF-8; rename it to embed it"
+    return None
+
+
+def _unique_ids(rels: list[Path]) -> list[str]:
+    """Relative path without suffix, as before; with the suffix where two files would share an id.
+
+    ``one.png`` and ``one.jpg`` become ``one.png`` and ``one.jpg``; a lone ``two.png`` stays ``two``.
+    """
+    full = [rel.as_posix() for rel in rels]
+    ids = [rel.with_suffix("").as_posix() for rel in rels]
+    while True:  # full paths are unique, so each round fixes at least one id until none collide
+        counts = pd.Series(ids).value_counts()
+        clash = [i for i, rid in enumerate(ids) if counts[rid] > 1 and rid != full[i]]
+        if not clash:
+            return ids
+        for i in clash:
+            ids[i] = full[i]
+
+
+def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
         table = pd.read_parquet(manifest) if manifest.suffix != ".csv" else pd.read_csv(manifest)
     except Exception as e:
@@ -82,22 +114,54 @@ def _from_manifest(manifest: Path, path_column: str | None) -> pd.DataFrame:
             f"{manifest}: no path column (looked for {path_column or PATH_COLUMNS}); "
             f"columns are {list(table.columns)}; pass --path-column"
         )
+    table = table.reset_index(drop=True)
+    problems = [_path_problem(value, column) for value in table[column]]
+    bad = [i for i, problem in enumerate(problems) if problem is not None]
+    skipped = pd.DataFrame(
+        {
+            "path": [_row_name(manifest, i) for i in bad],
+            "reason": [str(problems[i]) for i in bad],
+        },
+        dtype=str,
+    )
+    table = table.drop(index=bad).reset_index(drop=True)
+    if table.empty:
+        why = f"all {len(bad)} rows are unusable ({problems[bad[0]]})" if bad else "it has no rows"
+        raise ValueError(f"{manifest}: no images to read: {why}")
     base = manifest.resolve().parent
-    paths = [
-        str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column].astype(str)
-    ]
+    paths = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column]]
     records = table.copy()
     records["path"] = paths
     id_column = next((c for c in ID_COLUMNS if c in table.columns), None)
     if id_column is not None:
         records["id"] = table[id_column].astype(str)
     else:
-        records["id"] = [Path(p).with_suffix("").name for p in table[column].astype(str)]
+        records["id"] = [Path(p).with_suffix("").name for p in table[column]]
     duplicated = records["id"][records["id"].duplicated()].tolist()
     if duplicated:
         raise ValueError(f"{manifest}: ids must be unique; repeated: {duplicated[:5]}")
     front = ["id", "path"] + (["label"] if "label" in records else [])
-    return records[front + [c for c in records.columns if c not in front]].reset_index(drop=True)
+    records = records[front + [c for c in records.columns if c not in front]]
+    return records.reset_index(drop=True), skipped if bad else _empty_skipped()
+
+
+def _path_problem(value: object, column: str) -> str | None:
+    """Why a manifest row's path is unusable, or None."""
+    if not isinstance(value, str):
+        missing = value is None or value is pd.NA or (isinstance(value, float) and value != value)
+        kind = "missing (NaN)" if missing else f"not text ({value!r})"
+        return f"the path in column {column!r} is {kind}; fill it in or drop the row"
+    if not value.strip():
+        return f"the path in column {column!r} is empty; fill it in or drop the row"
+    if "\0" in value:
+        return f"the path in column {column!r} contains a NUL character; fix the row"
+    return None
+
+
+def _row_name(manifest: Path, index: int) -> str:
+    """A manifest row as people count it: data rows from 1; for a CSV, also its line (header = 1)."""
+    line = f", line {index + 2}" if manifest.suffix.lower() == ".csv" else ""
+    return f"{manifest} row {index + 1}{line}"
 
 
 def records_fingerprint(records: pd.DataFrame) -> str:

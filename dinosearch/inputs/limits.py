@@ -1,0 +1,102 @@
+"""Input limits: the one place that bounds what reading one image may cost (memory, time, file types).
+
+Each limit is a module constant read once at import from an environment variable, so a deployment
+can change it without code (``DINOSEARCH_MAX_IMAGE_PIXELS=200000000 dinosearch embed ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+MiB = 1024 * 1024
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(
+            f"{name}={raw!r} is not a positive integer; unset it or give e.g. {default}"
+        )
+    return value
+
+
+MAX_IMAGE_PIXELS = _env_int("DINOSEARCH_MAX_IMAGE_PIXELS", 100_000_000)
+"""Width × height of the stored image (declared, before decoding); 100 Mpx is far past any film."""
+
+MAX_ASPECT_RATIO = _env_int("DINOSEARCH_MAX_ASPECT_RATIO", 20)
+"""Long side / short side. Backbones resize the short side to S, so the long side after resizing
+stays ≤ S × this (518 × 20 = 10,360 px at the largest input); a stitched full-spine film is ~1:5."""
+
+MAX_FILE_BYTES = _env_int("DINOSEARCH_MAX_FILE_BYTES", 256 * MiB)
+"""Size of one image file or upload (an uncompressed 100 Mpx 16-bit DICOM is 200 MB); only regular
+files are read at all."""
+
+MAX_DICOM_DECODED_BYTES = _env_int("DINOSEARCH_MAX_DICOM_DECODED_BYTES", 256 * MiB)
+"""Declared Rows × Columns × SamplesPerPixel × BitsAllocated / 8 of the frame decoded, and the most
+a Deflated-transfer-syntax dataset may inflate to (bounded inflate: a zip bomb stops there)."""
+
+
+def size_problem(width: int, height: int, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """Why an image of ``width`` × ``height`` pixels is refused, or None when it is within limits."""
+    if width <= 0 or height <= 0:
+        return f"image has no pixels ({width}x{height})"
+    if width * height > max_pixels:
+        return (
+            f"image has {width}x{height} pixels, over the {max_pixels:,} limit; downscale it or "
+            "raise DINOSEARCH_MAX_IMAGE_PIXELS"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return (
+            f"image is {width}x{height} pixels, an aspect ratio over the 1:{MAX_ASPECT_RATIO} limit "
+            "(resizing its short side would explode the long one); crop it or raise "
+            "DINOSEARCH_MAX_ASPECT_RATIO"
+        )
+    return None
+
+
+def open_regular_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file of at most ``max_bytes``; OSError otherwise.
+
+    Checked before opening (a FIFO, device, socket or folder is never opened) and again on the open
+    descriptor (O_NONBLOCK: if the path was swapped for a FIFO in between, opening cannot block).
+    """
+    _check_regular(os.stat(path), path, max_bytes)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        _check_regular(os.fstat(fd), path, max_bytes)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(st: os.stat_result, path: str, max_bytes: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"is a folder, not an image file: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = _file_kind(st.st_mode)
+        raise OSError(f"is a {kind}, not a regular file; only image files are read")
+    if st.st_size > max_bytes:
+        raise OSError(
+            f"file is {st.st_size:,} bytes, over the {max_bytes:,} limit; raise "
+            "DINOSEARCH_MAX_FILE_BYTES to read it"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
