@@ -81,3 +81,35 @@ def png8(path: Path, width: int, height: int) -> Path:
 
     Image.new("L", (width, height)).save(path)
     return path
+
+
+def lying_codestream(path: Path, tsyntax: U.UID, size: int = 40_000) -> Path:
+    """A 64 x 64 DICOM whose compressed frame claims ``size`` x ``size`` pixels (SOF/SIZ patched)."""
+    import numpy as np
+    from dicom_data import dataset, save
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = dataset(np.full((64, 64), 5, np.uint16), 12)
+    ds.compress(tsyntax)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    if frame[2:4] == b"\xff\x51":  # JPEG 2000 SIZ: Xsiz, Ysiz after Lsiz and Rsiz
+        frame[8:16] = struct.pack(">II", size, size)
+    else:  # JPEG-LS SOF55 (FFF7): length, precision, then height and width
+        at = frame.find(b"\xff\xf7") + 5
+        frame[at : at + 4] = struct.pack(">HH", size, size)
+    ds.PixelData = encapsulate([bytes(frame)])
+    return save(ds, path)
+
+
+def rle_bomb(path: Path, mib: int = 8) -> Path:
+    """A 64 x 64 8-bit RLE DICOM whose one segment is ``mib`` MiB of 128-byte runs (64x that decoded)."""
+    import numpy as np
+    from dicom_data import dataset, save
+    from pydicom.encaps import encapsulate
+
+    ds = dataset(np.zeros((64, 64), np.uint8), 8)
+    ds.file_meta.TransferSyntaxUID = U.RLELossless
+    header = struct.pack("<16I", 1, 64, *[0] * 14)
+    ds.PixelData = encapsulate([header + b"\x81\x00" * (mib * MiB // 2)])
+    ds["PixelData"].VR = "OB"
+    return save(ds, path)

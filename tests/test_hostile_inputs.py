@@ -85,6 +85,24 @@ def test_dicom_frame_declared_over_the_byte_limit_is_refused_before_decoding(
     refused(save(ds, tmp_path / "rgb48.dcm"), r"600,000,000 bytes decoded, over the 268,435,456")
 
 
+@pytest.mark.parametrize("tsyntax", [U.JPEGLSLossless, U.JPEG2000Lossless], ids=["jpeg-ls", "j2k"])
+def test_codestream_claiming_more_pixels_than_the_header_is_refused(
+    tmp_path: Path, tsyntax: U.UID
+) -> None:
+    """Codecs trust the codestream: CharLS aborted the process on this 700-byte JPEG-LS file."""
+    from hostile import lying_codestream
+
+    path = lying_codestream(tmp_path / "liar.dcm", tsyntax)
+    refused(path, r"frame is 40000x40000 pixels but the DICOM header declares 64x64")
+
+
+def test_rle_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    """8 MiB of 128-byte runs would decode to 512 MiB for a 64 x 64 film."""
+    from hostile import rle_bomb
+
+    refused(rle_bomb(tmp_path / "rle.dcm"), r"RLE segment decodes to more than 8,192 bytes")
+
+
 def test_deflated_dicom_within_limits_still_reads(tmp_path: Path) -> None:
     from dicom_data import dataset, radiograph, save
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostile import deflate_bomb, png8, png16
+from hostile import deflate_bomb, lying_codestream, png8, png16, rle_bomb
 from memprobe import Probe, probe_all
+from pydicom import uid as U
 
 BOUND = 512 << 20
 TARGET = "dinosearch.inputs.images:read_image"
@@ -23,6 +24,8 @@ CASES: dict[str, Callable[[Path], Path | str]] = {
     "deflate-bomb-32-frames": lambda d: deflate_bomb(
         d / "c.dcm", columns=4096, rows=4096, frames=32
     ),
+    "jpeg-ls-frame-claiming-40000x40000": lambda d: lying_codestream(d / "h.dcm", U.JPEGLSLossless),
+    "rle-bomb-8mib": lambda d: rle_bomb(d / "i.dcm"),
     "png-1000000x1": lambda d: png8(d / "d.png", 1_000_000, 1),
     "png-100000x10": lambda d: png8(d / "e.png", 100_000, 10),
     "png16-9400x9400": lambda d: png16(d / "f.png", 9400, 9400),

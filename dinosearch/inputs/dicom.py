@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dinosearch.inputs.errors import ImageReadError
+from dinosearch.inputs.frames import check_first_frame
 from dinosearch.inputs.limits import MAX_DICOM_DECODED_BYTES, size_problem
 from dinosearch.inputs.pixels import gray_to_u8
 
@@ -31,6 +32,7 @@ def read_dicom(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
             label, "DICOM file has no pixel data (a report or structured document?)"
         )
     _check_declared(ds, label, max_pixels)
+    check_first_frame(ds, label)  # the codestream's own size, which codecs trust
     arr = _decode(ds, label)
     del ds.PixelData  # the decoded frame is all that is needed now
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
