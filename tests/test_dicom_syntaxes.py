@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,25 +49,27 @@ class Case:
     pixels: Callable[[int], np.ndarray] = radiograph  # phantom for committed codestreams
 
 
+def lossy(id: str, encode: Encode, mean_tol: float, max_tol: int, **options: Any) -> Case:
+    return Case(id, encode, lossless=False, mean_tol=mean_tol, max_tol=max_tol, **options)
+
+
 CASES = [
     Case("explicit-vr-le", native(U.ExplicitVRLittleEndian)),
     Case("implicit-vr-le", native(U.ImplicitVRLittleEndian)),
     Case("deflated-explicit-vr-le", native(U.DeflatedExplicitVRLittleEndian)),
     Case("rle-lossless", pydicom_compress(U.RLELossless, "nothing (built in)")),
-    Case(
+    lossy(
         "jpeg-baseline-8bit",
         gdcm_change(U.JPEGBaseline8Bit, "JPEGBaselineProcess1", quality=90),
+        2.5,
+        24,
         bits_stored=8,
-        lossless=False,
-        mean_tol=2.5,
-        max_tol=24,
     ),
-    Case(
+    lossy(
         "jpeg-extended-12bit",
         committed(U.JPEGExtended12Bit, "phantom12_jpeg_extended_q90.jpg"),
-        lossless=False,
-        mean_tol=0.5,
-        max_tol=4,
+        0.5,
+        4,
         pixels=phantom,
     ),
     Case(
@@ -81,12 +84,11 @@ CASES = [
         bits_stored=16,
     ),
     Case("jpeg-ls-lossless", pydicom_compress(U.JPEGLSLossless, "pyjpegls")),
-    Case(
+    lossy(
         "jpeg-ls-near-lossless",
         pydicom_compress(U.JPEGLSNearLossless, "pyjpegls", jls_error=3),
-        lossless=False,
-        mean_tol=0.5,
-        max_tol=1,
+        0.5,
+        1,
     ),
     Case("jpeg2000-lossless", pydicom_compress(U.JPEG2000Lossless, "pylibjpeg-openjpeg")),
     Case(
@@ -94,24 +96,22 @@ CASES = [
         pydicom_compress(U.JPEG2000Lossless, "pylibjpeg-openjpeg"),
         bits_stored=16,
     ),
-    Case(
+    lossy(
         "jpeg2000-lossy",
         pydicom_compress(U.JPEG2000, "pylibjpeg-openjpeg", j2k_cr=[20]),
-        lossless=False,
-        mean_tol=2.5,
-        max_tol=16,
+        2.5,
+        16,
     ),
     Case(
         "htj2k-lossless",
         committed(U.HTJ2KLossless, "phantom12_htj2k_lossless.j2c"),
         pixels=phantom,
     ),
-    Case(
+    lossy(
         "htj2k-lossy",
         committed(U.HTJ2K, "phantom12_htj2k_lossy.j2c"),
-        lossless=False,
-        mean_tol=2.5,
-        max_tol=16,
+        2.5,
+        16,
         pixels=phantom,
     ),
 ]
