@@ -1,8 +1,9 @@
 """Peak memory of one call, measured in a fresh Python process (issue 13's memory bound).
 
-``probe("pkg.module:function", *args)`` runs the call in a child process and returns how it ended and
-its peak resident memory above the child's own resident memory right before the call (modules the
-call needs are imported first, so imports don't count). Run as a script, this file is the child.
+``probe("pkg.module:function", *args)`` runs the call in a child process and returns how it ended
+and its peak resident memory (VmHWM, or ru_maxrss off Linux) above the child's resident memory
+right before the call (modules the call needs are imported first, so imports don't count). Run as
+a script, this file is the child.
 """
 
 from __future__ import annotations
@@ -74,8 +75,14 @@ def _rss_now() -> int:
 
 
 def _rss_peak() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+    """Peak RSS of this process image. Linux's ru_maxrss survives exec, so a child started from a
+    big pytest process would report the parent's size; VmHWM belongs to the new image alone."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def _child(spec: dict) -> dict:

@@ -156,6 +156,11 @@ def test_folder_is_refused(tmp_path: Path) -> None:
     refused(tmp_path / "x.png", "is a folder")
 
 
+def test_path_with_a_nul_character_is_refused() -> None:
+    with pytest.raises(ImageReadError, match="embedded null byte"):
+        read_image("x\0.png")
+
+
 def test_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     with path.open("wb") as f:

@@ -57,11 +57,11 @@ def read_image(
     """
     label = name or (display_path(source) if not isinstance(source, bytes) else "<upload>")
     with _open(source, label) as fp:
-        head = fp.read(132)
-        if not head:
-            raise ImageReadError(label, "file is empty")
-        fp.seek(0)
         try:
+            head = fp.read(132)
+            if not head:
+                raise ImageReadError(label, "file is empty")
+            fp.seek(0)
             if head[128:132] == b"DICM" or Path(label).suffix.lower() in DICOM_SUFFIXES:
                 return read_dicom(fp, label, max_pixels)
             return _read_pil(fp, label, max_pixels)
@@ -82,8 +82,10 @@ def _open(source: str | Path | bytes, label: str) -> BinaryIO:
         return io.BytesIO(source)
     try:
         return open_regular_file(os.fspath(source))
-    except OSError as e:
-        raise ImageReadError(label, f"cannot open file ({e.strerror or e})") from e
+    except (OSError, ValueError) as e:  # ValueError: a NUL character in the path
+        raise ImageReadError(
+            label, f"cannot open file ({getattr(e, 'strerror', None) or e})"
+        ) from e
 
 
 def _read_pil(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
