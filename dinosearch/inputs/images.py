@@ -25,6 +25,7 @@ from dinosearch.inputs.limits import (
 )
 from dinosearch.inputs.pixels import gray_to_u8
 
+MAX_PIXELS = MAX_IMAGE_PIXELS  # the name features/loader.py imports
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 IMAGE_SUFFIXES = {
     ".png",
@@ -38,7 +39,7 @@ IMAGE_SUFFIXES = {
 } | DICOM_SUFFIXES
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
-__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ImageReadError", "read_image"]
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageReadError", "read_image"]
 
 
 def read_image(
