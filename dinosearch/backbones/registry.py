@@ -115,11 +115,17 @@ def load_backbone(
     pooling: Pooling = "cls",
     seed: int = 0,
     device: str | torch.device = "cpu",
+    half: bool = False,
+    compile: bool = False,
 ) -> Backbone:
     """Build ``name`` with ``weights`` ("pretrained", "random" or a local file path).
 
+    ``half`` (fp16 weights) and ``compile`` (``torch.compile``) speed up CUDA inference; they change
+    the features slightly, so the fingerprint and ``load_args`` record them (see ``Backbone.accelerate``).
+
     Raises:
-        ValueError: unknown name, bad image size or pooling, or a weights file of another architecture.
+        ValueError: unknown name, bad image size or pooling, a weights file of another architecture,
+            or ``half`` / ``compile`` on CPU.
         WeightsUnavailableError: pretrained weights neither cached nor downloadable.
     """
     factory, arg = _lookup(name)
@@ -134,7 +140,9 @@ def load_backbone(
         "pooling": backbone.pooling,  # a family may support "cls" only
         "seed": seed,
     }
-    return backbone.to(device)
+    # Only when on, so that the default load_args (and fingerprint) stay as they were.
+    backbone.load_args.update({k: True for k, on in (("half", half), ("compile", compile)) if on})
+    return backbone.to(device).accelerate(half=half, compile=compile)
 
 
 def backbone_from_info(info: dict[str, Any], *, device: str | torch.device = "cpu") -> Backbone:

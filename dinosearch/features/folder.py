@@ -77,7 +77,7 @@ def embed_to_folder(
     pre_skipped: pd.DataFrame | None = None,
     shard_size: int = 4096,
     resume: bool = False,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     source: str = "",
     progress: bool = True,
@@ -99,21 +99,21 @@ def embed_to_folder(
         shutil.rmtree(partial)
     (partial / "shards").mkdir(parents=True, exist_ok=True)
     write_json(partial / "plan.json", plan)
-    paths = records["path"].tolist()
-    for start in range(0, len(records), shard_size):
-        shard = partial / "shards" / f"{start // shard_size:05d}.npz"
-        if shard.exists():
-            continue  # finished before an interruption
-        _embed_shard(
-            paths,
-            start,
-            min(start + shard_size, len(records)),
-            shard,
-            backbone,
-            batch_size,
-            num_workers,
-            progress,
-        )
+    spans = [
+        (start, min(start + shard_size, len(records)))
+        for start in range(0, len(records), shard_size)
+        if not _shard_file(partial, start, shard_size).exists()  # finished before an interruption
+    ]
+    _embed_shards(
+        records["path"].tolist(),
+        spans,
+        partial,
+        shard_size,
+        backbone,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
     return _consolidate(records, backbone, partial, out, pre_skipped, source)
 
 
@@ -150,26 +150,55 @@ def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
         return False
 
 
-def _embed_shard(
-    paths: list[str],
-    start: int,
-    stop: int,
-    shard: Path,
-    backbone: Backbone,
-    batch_size: int,
-    num_workers: int | None,
-    progress: bool,
-) -> None:
-    from dinosearch.features.extract import extract_features
+def _shard_file(partial: Path, start: int, shard_size: int) -> Path:
+    return partial / "shards" / f"{start // shard_size:05d}.npz"
 
-    desc = f"embed {start}-{stop - 1}" if progress else False
-    pos, feats, failures = extract_features(
-        paths[start:stop], backbone, batch_size=batch_size, num_workers=num_workers, progress=desc
-    )
-    fail_pos = np.array([start + i for i, _ in failures], dtype=np.int64)
+
+def _embed_shards(
+    paths: list[str],
+    spans: list[tuple[int, int]],
+    partial: Path,
+    shard_size: int,
+    backbone: Backbone,
+    **options: Any,
+) -> None:
+    """Embed the images of every (start, stop) span in one pass, so the loader's workers run on
+    across shard boundaries, and write each shard as soon as its last image is done."""
+    from dinosearch.features.extract import iter_features
+
+    todo = np.array([i for start, stop in spans for i in range(start, stop)], dtype=np.int64)
+    ends = np.cumsum([stop - start for start, stop in spans])  # local end of each span in todo
+    rows: dict[int, np.ndarray] = {}  # local position → (D,) features, until written
+    reasons: dict[int, str] = {}
+    done, written = 0, 0
+    for pos, feats, fails in iter_features([paths[i] for i in todo], backbone, **options):
+        rows.update(zip(pos.tolist(), feats, strict=True))
+        reasons.update(fails)
+        done += len(pos) + len(fails)  # batches arrive in order: positions below done are final
+        while written < len(spans) and done >= ends[written]:
+            start, stop = spans[written]
+            local = range(int(ends[written]) - (stop - start), int(ends[written]))
+            kept = [i for i in local if i in rows]
+            features = (
+                np.stack([rows.pop(i) for i in kept])
+                if kept
+                else np.empty((0, backbone.embed_dim), np.float32)
+            )
+            failures = [(int(todo[i]), reasons.pop(i)) for i in local if i in reasons]
+            _write_shard(_shard_file(partial, start, shard_size), todo[kept], features, failures)
+            written += 1
+
+
+def _write_shard(
+    shard: Path, positions: np.ndarray, features: np.ndarray, failures: list[tuple[int, str]]
+) -> None:
+    """One shard: positions (n,) into the records, features (n, D), failures [(position, reason)]."""
+    fail_pos = np.array([i for i, _ in failures], dtype=np.int64)
     fail_reason = np.array([r for _, r in failures], dtype=str)
     tmp = shard.with_name(shard.stem + ".tmp.npz")
-    np.savez(tmp, positions=pos + start, features=feats, fail_pos=fail_pos, fail_reason=fail_reason)
+    np.savez(
+        tmp, positions=positions, features=features, fail_pos=fail_pos, fail_reason=fail_reason
+    )
     tmp.replace(shard)  # a shard either exists whole or not at all
 
 
