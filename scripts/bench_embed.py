@@ -206,31 +206,16 @@ def make_full_size(files: list[Path], folder: Path) -> dict[str, list[str]]:
 
 def write_dicom(path: Path, pixels: np.ndarray, syntax: object) -> None:
     """A DX DICOM of 12-bit ``pixels`` (H, W) uint16, compressed with ``syntax`` (None: as is)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        DigitalXRayImageStorageForPresentation,
-        ExplicitVRLittleEndian,
-        generate_uid,
-    )
+    from pydicom.dataset import Dataset
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        meta.MediaStorageSOPClassUID,
-        meta.MediaStorageSOPInstanceUID,
-    )
+    ds.SOPClassUID, ds.SOPInstanceUID = DigitalXRayImageStorageForPresentation, generate_uid()
     ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.tobytes()
+    ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=12)
     if syntax is not None:
         ds.compress(syntax)
-    ds.save_as(path, enforce_file_format=True)
+    ds.save_as(path, enforce_file_format=True)  # fills in the file meta information
 
 
 if __name__ == "__main__":

@@ -89,10 +89,6 @@ class Normalizer:
     def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std (1, 3, 1, 1) on ``device``, copied there once (a copy would wait on the GPU)."""
         if device not in self._stats:
-            stats = (
-                torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1)
-                for v in (self.pre.mean, self.pre.std)
-            )
-            mean, std = (t.to(device) for t in stats)
-            self._stats[device] = (mean, std)
+            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (self.pre.mean, self.pre.std))
+            self._stats[device] = (mean.to(device), std.to(device))
         return self._stats[device]

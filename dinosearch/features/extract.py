@@ -76,7 +76,8 @@ def _forward(
 ) -> Iterator[tuple[Batch, np.ndarray]]:
     """(batch, features (b, D) float32) per batch. On CUDA the features of batch i are copied to
     the host asynchronously and awaited only once batch i+1's forward is queued."""
-    cuda = next(backbone.parameters()).device.type == "cuda"
+    device = next(backbone.parameters()).device
+    cuda = device.type == "cuda"
     autocast: Callable[[], AbstractContextManager[object]] = (
         (lambda: torch.autocast("cuda", dtype=torch.float16))
         if cuda and backbone.input_dtype == torch.float32
@@ -91,7 +92,7 @@ def _forward(
             feats = out.float().to("cpu", non_blocking=cuda)  # pinned host memory on CUDA
             if cuda:
                 event = torch.cuda.Event()
-                event.record()
+                event.record(torch.cuda.current_stream(device))
         pending.append((batch, feats, event))
         while len(pending) > cuda:  # on CUDA one batch stays in flight
             yield _landed(*pending.popleft())

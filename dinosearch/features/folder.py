@@ -166,6 +166,8 @@ def _embed_shards(
     across shard boundaries, and write each shard as soon as its last image is done."""
     from dinosearch.features.extract import iter_features
 
+    if not spans:
+        return  # every shard finished before an interruption
     todo = np.array([i for start, stop in spans for i in range(start, stop)], dtype=np.int64)
     ends = np.cumsum([stop - start for start, stop in spans])  # local end of each span in todo
     rows: dict[int, np.ndarray] = {}  # local position → (D,) features, until written

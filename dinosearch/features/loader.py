@@ -62,9 +62,8 @@ class ImageDataset(Dataset[Item]):
 @dataclass
 class Batch:
     indices: torch.Tensor  # (b,) positions in the input list of images that decoded
-    images: (
-        torch.Tensor | None
-    )  # (b, C, S, S) uint8 (C = 1 or 3) or float; None when every image failed
+    # (b, C, S, S) uint8 with C = 1 or 3, or float (augmented views); None when every image failed
+    images: torch.Tensor | None
     failures: list[tuple[int, str]]  # (position, reason)
 
     def pin_memory(self) -> Batch:
