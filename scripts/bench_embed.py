@@ -204,7 +204,7 @@ def make_full_size(files: list[Path], folder: Path) -> dict[str, list[str]]:
     return made
 
 
-def write_dicom(path: Path, pixels: np.ndarray, syntax: object) -> None:
+def write_dicom(path: Path, pixels: np.ndarray, syntax: str | None) -> None:
     """A DX DICOM of 12-bit ``pixels`` (H, W) uint16, compressed with ``syntax`` (None: as is)."""
     from pydicom.dataset import Dataset
     from pydicom.uid import DigitalXRayImageStorageForPresentation, generate_uid

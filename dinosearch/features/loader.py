@@ -72,7 +72,7 @@ class Batch:
         return Batch(self.indices, images, self.failures)
 
 
-def collate(items: list[Item]) -> Batch:
+def collate(items: Sequence[Item]) -> Batch:
     """Stack as they are (uint8 stays uint8); grayscale items join a colour batch as 3 equal channels."""
     good = [(i, x) for i, x, _ in items if x is not None]
     failures = [(i, reason or "unknown error") for i, x, reason in items if x is None]
