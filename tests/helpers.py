@@ -70,6 +70,14 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def read_cxr_manifest(folder: Path) -> Any:
+    """The manifest of a real X-ray folder (the shared set's Parquet or the sample's CSV)."""
+    import pandas as pd
+
+    parquet = folder / "manifest.parquet"
+    return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(folder / "manifest.csv")
+
+
 def ramp(h: int = 32, w: int = 48, hi: int = 4095) -> np.ndarray:
     """(h, w) uint16 horizontal ramp from 0 to ``hi``."""
     return (np.linspace(0, hi, w)[None, :].repeat(h, axis=0)).astype(np.uint16)

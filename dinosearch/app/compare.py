@@ -49,17 +49,19 @@ APP_FILE = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
 def launch_command(indexes: Path) -> str:
     """The exact shell command that opens the app on the index folders under ``indexes``."""
+    import os
     import shlex
     import sys
 
-    def short(p: Path) -> str:
-        p = p.resolve()
-        return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+    def short(p: str | Path) -> str:  # absolute, links kept (a venv's python is a link)
+        p = os.path.abspath(p)
+        rel = os.path.relpath(p)
+        return p if rel.startswith("..") else rel
 
-    argv = [sys.executable, "-m", "streamlit", "run", short(APP_FILE)]
-    if indexes.resolve() != Path("indexes").resolve():
+    argv = [short(sys.executable), "-m", "streamlit", "run", short(APP_FILE)]
+    if os.path.abspath(indexes) != os.path.abspath("indexes"):
         argv += ["--", "--indexes", short(indexes)]
-    return shlex.join([short(Path(sys.executable)), *argv[1:]])
+    return shlex.join(argv)
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
