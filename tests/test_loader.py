@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CXR_DIR
 from helpers import TINY, TINY_CLI, TINY_SIZE
 from PIL import Image
 
@@ -30,7 +29,6 @@ from dinosearch.features.extract import default_batch_size, extract_features
 from dinosearch.features.loader import collate, read_reduced
 from dinosearch.inputs.images import ImageReadError, read_image
 
-SAMPLE = Path(__file__).resolve().parents[1] / "dinosearch" / "sample" / "images"
 EXACT = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -47,10 +45,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def xrays() -> list[str]:
-    """24 dev X-rays from ../shared/data/cxr when present, else from the bundled sample."""
-    folder = CXR_DIR / "images" if (CXR_DIR / "images").is_dir() else SAMPLE
-    return [str(p) for p in sorted(folder.glob("*.jpg"))[:24]]
+def xrays(cxr_dir: Path) -> list[str]:
+    """24 dev X-rays: the shared set where ../shared exists, else the bundled sample."""
+    return [str(p) for p in sorted((cxr_dir / "images").glob("*.jpg"))[:24]]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
