@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -18,8 +19,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-LEFTOVER_TAGS = ("tmp", "old", "deleting")  # .NAME.<tag>-PID, see clean_leftovers
 
 
 def fsync_dir(path: Path) -> None:
@@ -53,7 +52,14 @@ def _leftovers(path: Path, tag: str) -> list[Path]:
         pid = p.name.rpartition("-")[2]
         if pid.isdigit() and not pid_alive(int(pid)):
             found.append(p)
-    return sorted(found, key=lambda p: p.lstat().st_mtime, reverse=True)
+    return sorted(found, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:  # removed meanwhile by another cleaner
+        return 0.0
 
 
 def _remove(path: Path) -> None:
@@ -63,13 +69,20 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _restore(old: Path, path: Path) -> None:
+    try:
+        os.rename(old, path)
+        fsync_dir(path.parent)
+    except OSError:  # another process restored or removed it first: keep what is there
+        pass
+
+
 def clean_leftovers(path: Path) -> None:
     """Finish what a killed writer of ``path`` left: put the old folder back if no new one arrived
     (a kill between ``replace_dir``'s renames), delete stale temporary and half-deleted copies."""
     for old in _leftovers(path, "old"):
         if not os.path.lexists(path):
-            os.rename(old, path)  # the newest old copy returns
-            fsync_dir(path.parent)
+            _restore(old, path)  # the newest old copy returns
         else:
             _remove(old)
     for tag in ("tmp", "deleting"):
@@ -124,13 +137,18 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2, or None (not Linux; glibc < 2.28; musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:  # glibc < 2.28, musl
+    renameat2 = _renameat2()
+    if renameat2 is None:
         return False
     at_fdcwd = -100
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
