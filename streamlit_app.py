@@ -1,8 +1,7 @@
 """dinosearch app: query by chest X-ray, raw and adapted results side by side (UI only; logic in dinosearch/).
 
 Run: ``streamlit run streamlit_app.py [-- --indexes DIR --reports DIR --show-columns a,b]``.
-Serves 127.0.0.1 only (.streamlit/config.toml); patient columns stay hidden unless --show-columns
-lists them. docs/reliability.md says how to serve it to colleagues behind an authenticating proxy.
+Local only, no patient columns unless --show-columns lists them: see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -78,8 +77,7 @@ def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Option
         "Metadata shown",
         allowed,
         default=allowed,
-        help="Only these columns are ever displayed. Patient identifiers and other columns "
-        "appear only where whoever runs the server allows them (--show-columns).",
+        help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
     filters = {}
     options = app.filter_options(metadata, columns)
