@@ -145,17 +145,50 @@ def load_backbone(
     return backbone.to(device).accelerate(half=half, compile=compile)
 
 
-def backbone_from_info(info: dict[str, Any], *, device: str | torch.device = "cpu") -> Backbone:
-    """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different."""
+LOAD_ARGS: dict[str, type] = {  # load_backbone's arguments, as manifests store them
+    "name": str,
+    "weights": str,
+    "image_size": int,
+    "pooling": str,
+    "seed": int,
+}
+
+
+def backbone_from_info(
+    info: dict[str, Any],
+    *,
+    device: str | torch.device = "cpu",
+    source: str | Path = "manifest",
+) -> Backbone:
+    """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different.
+
+    ``source`` names the manifest file in errors.
+    """
     args = info.get("load_args")
-    if not args:
+    if not isinstance(args, dict) or not args:
+        raise ValueError(f"{source}: field 'backbone.load_args' is missing; re-embed the images")
+    odd = [k for k in args if k not in LOAD_ARGS]
+    bad = [k for k, kind in LOAD_ARGS.items() if k in args and type(args[k]) is not kind]
+    problem = (
+        f"has unknown keys {odd}"
+        if odd
+        else f"has values of the wrong type for {bad}"
+        if bad
+        else ""
+    )
+    if problem or "name" not in args:
         raise ValueError(
-            f"manifest backbone entry {info.get('fingerprint')!r} has no load_args; re-embed"
+            f"{source}: field 'backbone.load_args' {problem or 'lacks name'} (it takes "
+            f"{', '.join(LOAD_ARGS)}); restore the manifest or re-embed the images"
         )
-    backbone = load_backbone(**args, device=device)
-    if backbone.fingerprint != info["fingerprint"]:
+    try:
+        backbone = load_backbone(**args, device=device)
+    except ValueError as e:  # an unknown name, a bad size: say which manifest asked for it
+        raise ValueError(f"{source}: field 'backbone.load_args': {e}") from e
+    if backbone.fingerprint != info.get("fingerprint"):
         raise ValueError(
-            f"backbone rebuilt as {backbone.fingerprint!r} but the manifest says {info['fingerprint']!r}; "
-            "the weights file changed since the features were made: re-embed or restore the weights"
+            f"{source}: backbone rebuilt as {backbone.fingerprint!r} but the manifest says "
+            f"{info.get('fingerprint')!r}; the weights file changed since the features were made: "
+            "re-embed or restore the weights"
         )
     return backbone
