@@ -24,8 +24,8 @@ test-fast: ## tests without the browser and real-data tests
 test: ## the full suite, as CI runs it
 	$(PY) -m pytest -q
 
-demo: ## the main job on the shared chest X-rays (untrained backbone here)
-	$(VENV)/bin/dinosearch demo --images ../shared/data/cxr/manifest.parquet --backbone dinov2_vits14 --weights random
+demo: ## the main job on the bundled sample (untrained backbone here)
+	$(VENV)/bin/dinosearch demo --weights random
 
 app: ## open the app on built indexes
 	$(VENV)/bin/streamlit run streamlit_app.py

@@ -1,6 +1,7 @@
 """dinosearch app: query by chest X-ray, raw and adapted results side by side (UI only; logic in dinosearch/).
 
 Run: ``streamlit run streamlit_app.py [-- --indexes DIR --reports DIR --show-columns a,b]``.
+Local only, no patient columns unless --show-columns lists them: see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Option
     k = st.sidebar.slider(
         "Results per column (k)", 1, min(50, len(metadata)), min(8, len(metadata))
     )
-    choices = [c for c in metadata.columns if c not in app.HIDDEN_COLUMNS]
+    allowed = app.display_columns(list(metadata.columns), settings.show_columns)
     columns = st.sidebar.multiselect(
         "Metadata shown",
-        choices,
-        default=app.display_columns(choices, settings.show_columns),
-        help="Only these columns are ever displayed (DICOM header fields included).",
+        allowed,
+        default=allowed,
+        help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
     filters = {}
     options = app.filter_options(metadata, columns)
@@ -115,9 +116,8 @@ def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] 
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
     source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
     if source == "Upload a film":
-        upload = st.file_uploader(
-            "Chest film: PNG, JPEG, 16-bit PNG or DICOM",
-            type=list(app.UPLOAD_TYPES),
+        upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
+            "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
             max_upload_size=app.MAX_UPLOAD_MB,
         )
         labels = sorted(metadata["label"].dropna().unique().tolist(), key=str)

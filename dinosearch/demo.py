@@ -39,7 +39,7 @@ class DemoConfig:
     stratify_column: str | None = None
     ks: tuple[int, ...] = (1, 5, 10, 20)
     n_boot: int = 1000
-    batch_size: int = 32
+    batch_size: int | None = None  # images per backbone forward (None: by device)
     num_workers: int | None = None
     progress: bool = True
 

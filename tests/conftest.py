@@ -75,10 +75,13 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cxr_dir() -> Path:
-    """The shared real chest X-ray set; tests using it skip where ../shared is absent."""
-    if not (CXR_DIR / "manifest.parquet").is_file():
-        pytest.skip(f"real chest X-rays not found at {CXR_DIR}")
-    return CXR_DIR
+    """Real chest X-rays: the shared set where ../shared exists, else the sample the package ships.
+
+    Either folder holds ``images/*.jpg`` and a manifest (``helpers.read_cxr_manifest``).
+    """
+    from dinosearch.inputs import SAMPLE_DIR
+
+    return CXR_DIR if (CXR_DIR / "manifest.parquet").is_file() else SAMPLE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +182,20 @@ def synthetic_features(tiny_backbone, tmp_path_factory: pytest.TempPathFactory) 
     return write_features_folder(
         tmp_path_factory.mktemp("synthetic") / "f", feats, meta, tiny_backbone.info()
     )
+
+
+@pytest.fixture(scope="session")
+def reliability_folders(tmp_path_factory: pytest.TempPathFactory, tiny_backbone) -> Path:
+    """features/, adapter/, raw/ and adapted/ indexes of 20 seeded vectors, and a query image:
+    the reliability tests break copies of them."""
+    from dinosearch.index import build_index
+
+    root = tmp_path_factory.mktemp("reliability")
+    rng = np.random.default_rng(0)
+    meta = {"id": [f"i{j}" for j in range(20)], "path": [f"/x/{j}.png" for j in range(20)]}
+    write_features_folder(root / "features", rng.normal(size=(20, 32)), meta, tiny_backbone.info())
+    save_untrained_adapter(root / "adapter", tiny_backbone)
+    build_index(root / "features", root / "raw")
+    build_index(root / "features", root / "adapted", adapter_dir=root / "adapter")
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(root / "query.png")
+    return root

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def brute_force_ranking(vectors: np.ndarray, query: np.ndarray) -> tuple[np.ndar
 def unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length."""
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def read_cxr_manifest(folder: Path) -> Any:
+    """The manifest of a real X-ray folder (the shared set's Parquet or the sample's CSV)."""
+    import pandas as pd
+
+    parquet = folder / "manifest.parquet"
+    return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(folder / "manifest.csv")
 
 
 def ramp(h: int = 32, w: int = 48, hi: int = 4095) -> np.ndarray:
@@ -159,3 +168,10 @@ def clustered_vectors(n: int, dim: int, *, clusters: int = 50, seed: int = 0) ->
     centres = rng.normal(size=(clusters, dim)).astype(np.float32)
     x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def edit_json(path: Path, change: Callable[[dict], object]) -> None:
+    """Apply ``change`` to the JSON object in ``path``; a list it returns replaces the object."""
+    data = json.loads(path.read_text())
+    result = change(data)
+    path.write_text(json.dumps(result if isinstance(result, list) else data))

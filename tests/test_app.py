@@ -124,7 +124,27 @@ def test_dicom_upload_never_shows_header_fields(page: AppTest, tmp_path: Path) -
     assert "Test^Patient" not in text and "PatientName" not in text
 
 
-def test_gallery_pick_excludes_its_patient(page: AppTest) -> None:
+def test_patient_columns_hidden_unless_the_server_allows_them(page: AppTest) -> None:
+    page.radio[0].set_value("Pick from the collection").run()
+    page.checkbox[0].uncheck()
+    page.sidebar.slider[0].set_value(12).run()
+    assert not page.exception
+    shown = page.sidebar.multiselect[0]
+    assert shown.options == ["label", "view"] and "patient_id" not in shown.value
+    assert "patient_id:" not in all_text(page) and "P00" not in all_text(page)
+
+
+def test_config_serves_localhost_only() -> None:
+    import tomllib
+
+    config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_gallery_pick_excludes_its_patient(app_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(app_root / "indexes"))
+    monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "patient_id")  # the server allows it
+    page = AppTest.from_file(str(APP), default_timeout=60).run()
     page.radio[0].set_value("Pick from the collection").run()
     page.selectbox[0].set_value(0)  # row 0 of the raw index
     page.sidebar.slider[0].set_value(10).run()
@@ -177,7 +197,8 @@ def test_settings_precedence(tmp_path: Path) -> None:
     assert s.reports[0] == (tmp_path / "reports").resolve()
     assert app.parse_settings([], {}).indexes == Path("indexes")
     assert app.display_columns(["label", "PatientName", "view"], ()) == ["label", "view"]
-    assert app.display_columns(["label", "PatientName"], ("PatientName",)) == ["PatientName"]
+    allowed = app.display_columns(["label", "patient_id", "PatientName"], ("PatientName",))
+    assert allowed == ["label", "PatientName"]
 
 
 def test_discover_pair_and_report(app_root: Path) -> None:
@@ -221,3 +242,10 @@ def test_upload_size_limit_and_model_view(tiny_backbone) -> None:
         app.read_query(b"\0" * (2 * 2**20), "huge.png", max_mb=1)
     seen = app.model_view(Image.new("L", (300, 200)), tiny_backbone.preprocess)
     assert seen.size == (56, 56) and seen.mode == "RGB"
+
+
+def test_upload_of_another_file_type_is_a_friendly_error(page: AppTest) -> None:
+    exe = ("setup.exe", b"MZ\x90\x00" + b"\0" * 64, "application/x-msdownload")
+    page.file_uploader[0].set_value(exe).run()
+    assert not page.exception
+    assert len(page.error) == 1 and "Could not read setup.exe" in page.error[0].value

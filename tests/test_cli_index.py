@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import TINY_CLI
+from helpers import TINY_CLI, read_cxr_manifest
 
 from dinosearch.cli import main
 
@@ -62,7 +62,7 @@ def test_user_errors_exit_2(
 def test_real_xrays_end_to_end(
     cxr_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    manifest = pd.read_parquet(cxr_dir / "manifest.parquet").sample(24, random_state=0)
+    manifest = read_cxr_manifest(cxr_dir).sample(24, random_state=0)
     manifest["file"] = [str(cxr_dir / f) for f in manifest["file"]]
     manifest.iloc[:16].to_parquet(tmp_path / "first.parquet")
     manifest.iloc[16:].to_parquet(tmp_path / "new.parquet")

@@ -13,6 +13,7 @@ from helpers import TINY, TINY_CLI, TINY_SIZE
 
 from dinosearch.backbones.transforms import eval_transform
 from dinosearch.cli import main
+from dinosearch.features import extract as featurestore_extract
 from dinosearch.features import folder as featurestore
 from dinosearch.features.extract import extract_features
 from dinosearch.features.folder import embed_to_folder, load_features
@@ -123,27 +124,36 @@ def test_resume_after_interruption_redoes_no_finished_shard(
     records, _ = load_records(image_folder)
     out = tmp_path / "feats"
     calls: list[int] = []
-    real = featurestore._embed_shard
+    real = featurestore._write_shard
 
-    def interrupted(paths, start, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if start >= 8:
-            raise KeyboardInterrupt  # the job is killed while shard 2 runs
-        calls.append(start)
-        real(paths, start, *args, **kwargs)
+    def interrupted(shard: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if int(shard.stem) >= 2:
+            raise KeyboardInterrupt  # the job is killed as shard 2 completes
+        calls.append(int(shard.stem))
+        real(shard, *args, **kwargs)
 
-    monkeypatch.setattr(featurestore, "_embed_shard", interrupted)
+    monkeypatch.setattr(featurestore, "_write_shard", interrupted)
     with pytest.raises(KeyboardInterrupt):
         embed_to_folder(records, tiny_backbone, out, shard_size=4, num_workers=0, progress=False)
-    assert calls == [0, 4] and not out.exists()
+    assert calls == [0, 1] and not out.exists()
     assert len(list((tmp_path / "feats.partial" / "shards").glob("*.npz"))) == 2
 
+    embedded: list[str] = []
+    real_iter = featurestore_extract.iter_features
     monkeypatch.setattr(
-        featurestore, "_embed_shard", lambda p, s, *a, **k: (calls.append(s), real(p, s, *a, **k))
+        featurestore, "_write_shard", lambda s, *a: (calls.append(int(s.stem)), real(s, *a))
     )
+
+    def recording(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        embedded.extend(paths)
+        yield from real_iter(paths, *args, **kwargs)
+
+    monkeypatch.setattr(featurestore_extract, "iter_features", recording)
     resumed = embed_to_folder(
         records, tiny_backbone, out, shard_size=4, resume=True, num_workers=0, progress=False
     )
-    assert calls == [0, 4, 8]  # only the unfinished shard ran again
+    assert calls == [0, 1, 2]  # only the unfinished shard ran again
+    assert embedded == records["path"].tolist()[8:]
     _, fresh, _ = extract_features(
         records["path"].tolist(), tiny_backbone, num_workers=0, progress=False
     )
@@ -176,7 +186,7 @@ def test_rewrite_keeps_old_output_until_new_one_is_complete(
     embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)
     before = (out / "features.npy").read_bytes()
     monkeypatch.setattr(
-        featurestore, "_embed_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+        featurestore, "_write_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
     )
     with pytest.raises(KeyboardInterrupt):
         embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)

@@ -16,11 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinosearch.core.fields import Kind, check_fields
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import atomic_write, read_json, sha256_file, write_json
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"
+RETRAIN = "restore the adapter folder or retrain it with `dinosearch train`"
+INFO_FIELDS: dict[str, Kind] = {  # what loading reads from adapter.json, checked before use
+    "fingerprint": "str",
+    "sha256": "str",
+    "backbone_fingerprint": "str",
+    "adapter_config.in_dim": "positive",
+    "adapter_config.bottleneck": "positive",
+    "adapter_config.dropout": "fraction",
+    "adapter_config.residual_init": "number",
+}
 
 
 @dataclass(frozen=True)
@@ -145,14 +156,66 @@ def save_adapter(
 
 
 def read_adapter_info(folder: str | Path) -> dict[str, Any]:
-    """The ``adapter.json`` of an adapter folder."""
+    """The ``adapter.json`` of an adapter folder, its fields checked (ValueError naming the field)."""
     root = Path(folder)
     if not (root / CONFIG_FILE).is_file() or not (root / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(
             f"{root} is not an adapter folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "train one with `dinosearch train`"
         )
-    return read_json(root / CONFIG_FILE)
+    info = read_json(root / CONFIG_FILE)
+    check_fields(info, INFO_FIELDS, root / CONFIG_FILE, RETRAIN)
+    return info
+
+
+def expected_shapes(config: AdapterConfig) -> dict[str, tuple[int, ...]]:
+    """The state dict of ``DomainAdapter(config)``: tensor name → shape, without building it."""
+    d, b = config.in_dim, config.bottleneck
+    return {
+        "mean": (d,),
+        "std": (d,),
+        "mlp.0.weight": (b, d),
+        "mlp.0.bias": (b,),
+        "mlp.1.weight": (b,),
+        "mlp.1.bias": (b,),
+        "mlp.4.weight": (d, b),
+        "mlp.4.bias": (d,),
+        "alpha": (),
+    }
+
+
+def check_weights(root: Path, config: AdapterConfig) -> None:
+    """The safetensors header of ``root/adapter.safetensors`` fits ``config``: checked before allocating.
+
+    Raises:
+        ValueError: not a safetensors file, other tensors, or a shape that disagrees with adapter.json
+            (the message names the field).
+    """
+    from safetensors import safe_open
+
+    weights = root / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights), framework="pt") as f:  # reads the header only
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # SafetensorError: a pickle, a truncated or foreign file
+        raise ValueError(f"{weights}: not a safetensors file ({e}); {RETRAIN}") from e
+    want = expected_shapes(config)
+    if set(shapes) != set(want):
+        odd = sorted(set(shapes) ^ set(want))
+        raise ValueError(f"{weights}: tensors {odd[:4]} missing or unexpected; {RETRAIN}")
+    held = {"in_dim": shapes["mean"], "bottleneck": shapes["mlp.0.bias"]}
+    for name, shape in held.items():
+        if shape != (getattr(config, name),):
+            raise ValueError(
+                f"{root / CONFIG_FILE}: field 'adapter_config.{name}' is {getattr(config, name)} "
+                f"but {weights} holds {name} {shape[0] if len(shape) == 1 else shape}; {RETRAIN}"
+            )
+    wrong = [k for k in want if shapes[k] != want[k]]
+    if wrong:
+        raise ValueError(
+            f"{weights}: tensor {wrong[0]!r} has shape {shapes[wrong[0]]}, "
+            f"{CONFIG_FILE} needs {want[wrong[0]]}; {RETRAIN}"
+        )
 
 
 def load_adapter(
@@ -162,6 +225,8 @@ def load_adapter(
     device: str | torch.device = "cpu",
 ) -> DomainAdapter:
     """Rebuild a saved adapter in eval mode; refuse one trained on another backbone.
+
+    Every field of adapter.json is checked against the weights' header before anything is allocated.
 
     Raises:
         FileNotFoundError: ``folder`` lacks adapter.json or adapter.safetensors.
@@ -182,10 +247,12 @@ def load_adapter(
             f"{root / WEIGHTS_FILE}: checksum differs from {CONFIG_FILE} (interrupted save or edited "
             "file); retrain the adapter"
         )
-    adapter = DomainAdapter(AdapterConfig.from_dict(info["adapter_config"]))
+    config = AdapterConfig.from_dict(info["adapter_config"])
+    check_weights(root, config)
+    adapter = DomainAdapter(config)
     try:
         adapter.load_state_dict(load_file(str(root / WEIGHTS_FILE), device="cpu"), strict=True)
-    except RuntimeError as e:
+    except Exception as e:  # SafetensorError on a damaged body, RuntimeError on a misfit
         raise ValueError(f"{root / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} ({e})") from e
     adapter.fingerprint = digest[:16]
     adapter.backbone_fingerprint = info["backbone_fingerprint"]

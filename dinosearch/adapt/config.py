@@ -39,7 +39,7 @@ class TrainConfig:
     select_by: Literal["loss", "knn"] = "loss"  # best epoch: val loss (label-free) or kNN
     knn_k: int = 10
     online: bool = False  # fresh views through the backbone every step (GPU, huge data)
-    extract_batch_size: int = 32  # images per backbone forward
+    extract_batch_size: int | None = None  # images per backbone forward (None: by device)
     num_workers: int | None = None  # image-decoding workers (None: by device)
 
     def __post_init__(self) -> None:

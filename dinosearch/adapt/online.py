@@ -24,7 +24,7 @@ from dinosearch.adapt.losses import info_nce
 from dinosearch.adapt.views import view_seed
 from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform
-from dinosearch.features.extract import ImageDataset, collate, default_workers, worker_init
+from dinosearch.features.loader import ImageDataset, collate, default_workers, worker_init
 
 
 def online_epoch(

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
-# Shown by default when present. Any other column (e.g. DICOM header fields copied into a manifest)
-# appears only when listed with --show-columns / DINOSEARCH_SHOW_COLUMNS or picked in the sidebar.
-SAFE_COLUMNS = ("label", "view", "patient_id", "study_id")
+# The metadata a visitor may see. Every other column (patient_id, PatientName, PatientBirthDate,
+# DICOM header fields copied into a manifest) stays hidden unless whoever runs the server allows it
+# with --show-columns / DINOSEARCH_SHOW_COLUMNS; a visitor can only hide allowed ones.
+SAFE_COLUMNS = ("label", "view", "source_repo")
 HIDDEN_COLUMNS = ("rank", "score", "id", "path")  # shown in their own way, never as metadata
 DEMO_COMMAND = (
     "dinosearch demo --images path/to/manifest.parquet --backbone dinov2_vits14 --weights random"
@@ -41,7 +42,7 @@ DEMO_COMMAND = (
 class AppSettings:
     indexes: Path  # the folder holding index folders (indexes/NAME)
     reports: tuple[Path, ...]  # folders scanned for **/report.json
-    show_columns: tuple[str, ...]  # metadata columns listed for display; () = SAFE_COLUMNS
+    show_columns: tuple[str, ...]  # metadata columns allowed on top of SAFE_COLUMNS
 
 
 APP_FILE = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -49,17 +50,19 @@ APP_FILE = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
 def launch_command(indexes: Path) -> str:
     """The exact shell command that opens the app on the index folders under ``indexes``."""
+    import os
     import shlex
     import sys
 
-    def short(p: Path) -> str:
-        p = p.resolve()
-        return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+    def short(p: str | Path) -> str:  # absolute, links kept (a venv's python is a link)
+        p = os.path.abspath(p)
+        rel = os.path.relpath(p)
+        return p if rel.startswith("..") else rel
 
-    argv = [sys.executable, "-m", "streamlit", "run", short(APP_FILE)]
-    if indexes.resolve() != Path("indexes").resolve():
+    argv = [short(sys.executable), "-m", "streamlit", "run", short(APP_FILE)]
+    if os.path.abspath(indexes) != os.path.abspath("indexes"):
         argv += ["--", "--indexes", short(indexes)]
-    return shlex.join([short(Path(sys.executable)), *argv[1:]])
+    return shlex.join(argv)
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
@@ -146,6 +149,11 @@ class SideBySide:
 
 def read_query(data: bytes, name: str, max_mb: int = MAX_UPLOAD_MB) -> Image.Image:
     """An uploaded file's bytes → grayscale/RGB image (DICOM windowed); ImageReadError if not."""
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix not in UPLOAD_TYPES:
+        raise ImageReadError(
+            name, f"a .{suffix} file is not a chest film (upload {', '.join(UPLOAD_TYPES)})"
+        )
     if len(data) > max_mb * 2**20:
         raise ImageReadError(
             name, f"file is {len(data) / 2**20:.0f} MB, over the {max_mb} MB limit"
@@ -199,9 +207,9 @@ def agreement(result: SideBySideResult, query_label: Any, k: int) -> dict[str, f
     }
 
 
-def display_columns(columns: Sequence[str], listed: Sequence[str]) -> list[str]:
-    """Columns shown by default: those listed explicitly, else the safe ones present."""
-    wanted = listed or SAFE_COLUMNS
+def display_columns(columns: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """The columns a visitor may see: the safe ones present, then those the server ``allowed``."""
+    wanted = dict.fromkeys([*SAFE_COLUMNS, *allowed])
     return [c for c in wanted if c in columns and c not in HIDDEN_COLUMNS]
 
 

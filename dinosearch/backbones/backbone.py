@@ -68,17 +68,50 @@ class Backbone(nn.Module):
         self.random_init = random_init
         width = int(getattr(model, "embed_dim", 0) or getattr(model, "output_dim", 0))
         self.embed_dim = width * (2 if pooling == "cls+mean" else 1)
+        self.speedups: tuple[str, ...] = ()  # "fp16w", "compiled": they change the numbers
+        self._compiled: Any = None
 
     @property
     def fingerprint(self) -> str:
-        """What made these features: name, weights identity, input size and pooling."""
-        return f"{self.name}|{self.weights}|{self.preprocess.image_size}px|{self.pooling}"
+        """What made these features: name, weights identity, input size, pooling (and any speed-up)."""
+        base = f"{self.name}|{self.weights}|{self.preprocess.image_size}px|{self.pooling}"
+        return "".join([base, *(f"|{s}" for s in self.speedups)])
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of the weights, which the images are cast to: float32, or float16 with fp16 weights."""
+        param = next(self.parameters(), None)
+        return torch.float32 if param is None else param.dtype
+
+    def accelerate(self, *, half: bool = False, compile: bool = False) -> Backbone:
+        """fp16 weights and/or ``torch.compile`` (CUDA only); both change the features slightly, so
+        the fingerprint records them ("|fp16w", "|compiled")."""
+        if not (half or compile):
+            return self
+        device = next(self.parameters()).device
+        if device.type != "cuda":
+            flags = " and ".join(f for f, on in (("--half", half), ("--compile", compile)) if on)
+            raise ValueError(
+                f"{flags} needs a CUDA device, not {device}; drop {flags} on CPU "
+                "(features made with it on CUDA are searched on CUDA too)"
+            )
+        if half and "fp16w" not in self.speedups:
+            self.model.half()
+            self.speedups += ("fp16w",)
+        if compile and "compiled" not in self.speedups:
+            self._compiled = torch.compile(self._embed, dynamic=False)
+            self.speedups += ("compiled",)
+        return self
 
     def train(self, mode: bool = True) -> Backbone:  # never leave eval mode: the backbone is frozen
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → (B, D) float32."""
+        images = images.to(self.input_dtype)
+        return (self._compiled or self._embed)(images)
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
         model: Any = self.model
         if hasattr(model, "forward_features") and hasattr(model, "num_prefix_tokens"):
             tokens = model.forward_features(images)  # (B, prefix + N, width), final norm applied

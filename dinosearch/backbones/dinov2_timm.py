@@ -175,7 +175,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError: a pickle renamed, a truncated download
+            raise ValueError(
+                f"{path}: not a safetensors file ({e}); check --weights, or download it again"
+            ) from e
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -186,18 +191,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for key in ("teacher", "model", "state_dict"):  # training checkpoints nest the weights
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{path}: expected a state dict of tensors, found {type(state).__name__}; "
+            "check --weights"
+        )
     return {k.removeprefix("backbone.").removeprefix("module."): v for k, v in state.items()}
 
 
 def _load_weights(model: nn.Module, path: Path, name: str) -> str:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(
-        read_state_dict(path), cast(Any, model)
-    )  # converts Meta's key names
-    result = model.load_state_dict(state, strict=False)
+    try:
+        state = checkpoint_filter_fn(read_state_dict(path), cast(Any, model))  # Meta's key names
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, KeyError, IndexError) as e:  # tensors of other shapes
+        raise ValueError(
+            f"{path}: weights do not fit {name} ({str(e).splitlines()[0][:200]}); "
+            "pick the backbone these weights were trained as"
+        ) from e
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{path}: weights do not fit {name} (missing {result.missing_keys[:4]}, unexpected "

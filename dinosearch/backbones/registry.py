@@ -115,11 +115,17 @@ def load_backbone(
     pooling: Pooling = "cls",
     seed: int = 0,
     device: str | torch.device = "cpu",
+    half: bool = False,
+    compile: bool = False,
 ) -> Backbone:
     """Build ``name`` with ``weights`` ("pretrained", "random" or a local file path).
 
+    ``half`` (fp16 weights) and ``compile`` (``torch.compile``) speed up CUDA inference; they change
+    the features slightly, so the fingerprint and ``load_args`` record them (see ``Backbone.accelerate``).
+
     Raises:
-        ValueError: unknown name, bad image size or pooling, or a weights file of another architecture.
+        ValueError: unknown name, bad image size or pooling, a weights file of another architecture,
+            or ``half`` / ``compile`` on CPU.
         WeightsUnavailableError: pretrained weights neither cached nor downloadable.
     """
     factory, arg = _lookup(name)
@@ -134,20 +140,55 @@ def load_backbone(
         "pooling": backbone.pooling,  # a family may support "cls" only
         "seed": seed,
     }
-    return backbone.to(device)
+    # Only when on, so that the default load_args (and fingerprint) stay as they were.
+    backbone.load_args.update({k: True for k, on in (("half", half), ("compile", compile)) if on})
+    return backbone.to(device).accelerate(half=half, compile=compile)
 
 
-def backbone_from_info(info: dict[str, Any], *, device: str | torch.device = "cpu") -> Backbone:
-    """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different."""
+LOAD_ARGS: dict[str, type] = {  # load_backbone's arguments, as manifests store them
+    "name": str,
+    "weights": str,
+    "image_size": int,
+    "pooling": str,
+    "seed": int,
+}
+
+
+def backbone_from_info(
+    info: dict[str, Any],
+    *,
+    device: str | torch.device = "cpu",
+    source: str | Path = "manifest",
+) -> Backbone:
+    """Rebuild the backbone a manifest describes (its ``backbone`` entry); refuse if it comes out different.
+
+    ``source`` names the manifest file in errors.
+    """
     args = info.get("load_args")
-    if not args:
+    if not isinstance(args, dict) or not args:
+        raise ValueError(f"{source}: field 'backbone.load_args' is missing; re-embed the images")
+    odd = [k for k in args if k not in LOAD_ARGS]
+    bad = [k for k, kind in LOAD_ARGS.items() if k in args and type(args[k]) is not kind]
+    problem = (
+        f"has unknown keys {odd}"
+        if odd
+        else f"has values of the wrong type for {bad}"
+        if bad
+        else ""
+    )
+    if problem or "name" not in args:
         raise ValueError(
-            f"manifest backbone entry {info.get('fingerprint')!r} has no load_args; re-embed"
+            f"{source}: field 'backbone.load_args' {problem or 'lacks name'} (it takes "
+            f"{', '.join(LOAD_ARGS)}); restore the manifest or re-embed the images"
         )
-    backbone = load_backbone(**args, device=device)
-    if backbone.fingerprint != info["fingerprint"]:
+    try:
+        backbone = load_backbone(**args, device=device)
+    except ValueError as e:  # an unknown name, a bad size: say which manifest asked for it
+        raise ValueError(f"{source}: field 'backbone.load_args': {e}") from e
+    if backbone.fingerprint != info.get("fingerprint"):
         raise ValueError(
-            f"backbone rebuilt as {backbone.fingerprint!r} but the manifest says {info['fingerprint']!r}; "
-            "the weights file changed since the features were made: re-embed or restore the weights"
+            f"{source}: backbone rebuilt as {backbone.fingerprint!r} but the manifest says "
+            f"{info.get('fingerprint')!r}; the weights file changed since the features were made: "
+            "re-embed or restore the weights"
         )
     return backbone

@@ -26,12 +26,27 @@ def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2
         help="CLS token, or CLS concatenated with the mean of patch tokens",
     )
     g.add_argument("--seed", type=int, default=0, help="seed for random weights and augmentations")
+    g.add_argument(
+        "--half",
+        action="store_true",
+        help="fp16 weights (CUDA only; features differ slightly and the fingerprint says |fp16w)",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone (CUDA only; a minute to compile; fingerprint |compiled)",
+    )
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per backbone forward (default: 32 on CPU, up to 512 on CUDA)",
+    )
     g.add_argument(
         "--workers", type=int, default=None, help="DataLoader workers (default: by device)"
     )
@@ -46,6 +61,8 @@ def backbone_from_args(args: argparse.Namespace) -> Backbone:
         pooling=args.pooling,
         seed=args.seed,
         device=resolve_device(args.device),
+        half=args.half,
+        compile=args.compile,
     )
 
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
 from dinosearch.features.folder import embed_images
 
+EXIT_CODES = (
+    "exit status: 0 when images were embedded; 1 when none could be (the reason is printed); "
+    "2 for a bad argument or an unreadable input file"
+)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXIT_CODES
     p.add_argument(
         "--images", required=True, help="image folder (recursive) or CSV/Parquet manifest"
     )
@@ -58,4 +65,13 @@ def run(args: argparse.Namespace) -> int:
         f"embedded {result.manifest['count']} images ({result.manifest['dim']}-d, {backbone.fingerprint}), "
         f"skipped {skipped} → {args.out}"
     )
-    return 0 if result.manifest["count"] > 0 else 1
+    if result.manifest["count"] == 0:
+        why = (
+            f"no image could be read ({skipped} skipped, each listed above with its reason "
+            f"and in {args.out}/skipped.csv)"
+            if skipped
+            else f"{args.images} lists no images"
+        )
+        print(f"dinosearch embed: nothing embedded: {why}", file=sys.stderr)
+        return 1
+    return 0

@@ -15,6 +15,7 @@ LABEL = "label"  # the finding; "a|b" for several
 GROUP = "patient_id"  # one patient's films: never a query's own results, never split by training
 STRATUM = "source_repo"  # where a film came from; public chest X-ray labels track it
 DEFAULTS: dict[Role, str] = {"label": LABEL, "group": GROUP, "stratify": STRATUM}
+RESULT_COLUMNS = ("rank", "score")  # search adds these to every result row: metadata may not
 
 
 def resolve_column(columns: Iterable[str], asked: str | None, role: Role) -> str | None:
@@ -49,3 +50,18 @@ def resolve_roles(
             "--label-column or use labelled sub-folders"
         )
     return roles
+
+
+def check_metadata_columns(columns: Iterable[str], where: str | object) -> None:
+    """Refuse metadata that would collide with the columns search adds to every result row.
+
+    Raises:
+        ValueError: a column is named ``rank`` or ``score`` (the message says to rename it).
+    """
+    clash = [c for c in RESULT_COLUMNS if c in set(columns)]
+    if clash:
+        raise ValueError(
+            f"{where}: column {clash[0]!r} is reserved for search results (each result row gets "
+            f"its {' and '.join(RESULT_COLUMNS)}); rename it in your image manifest (e.g. to "
+            f"'{clash[0]}_1'), then embed and index again"
+        )

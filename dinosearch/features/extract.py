@@ -2,75 +2,37 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dinosearch.backbones import Backbone
-from dinosearch.backbones.transforms import ImageTransform, eval_transform
-from dinosearch.inputs.images import ImageReadError, read_image
+from dinosearch.backbones.transforms import ImageTransform, Normalizer, uint8_transform
+from dinosearch.features.loader import (
+    Batch,
+    ImageDataset,
+    default_workers,
+    make_loader,
+    read_reduced,
+    to_device,
+)
 
-Item = tuple[int, torch.Tensor | None, str | None]
-
-
-class ImageDataset(Dataset[Item]):
-    """Reads and transforms one image per item; a failure becomes (index, None, reason), never an exception.
-
-    With ``seed`` set, each item's transform draws from its own generator state (seed, index), so random
-    augmentations repeat exactly whatever the number of workers.
-    """
-
-    def __init__(
-        self, paths: Sequence[str], transform: ImageTransform, seed: int | None = None
-    ) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> Item:
-        try:
-            image = read_image(self.paths[index])
-            if self.seed is not None:
-                torch.manual_seed(self.seed * 1_000_003 + index)
-            return index, self.transform(image), None
-        except ImageReadError as e:
-            return index, None, e.reason
-        except Exception as e:  # a transform failing on a strange image must not kill the batch
-            return index, None, f"{type(e).__name__}: {e}"
+Features = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
 
 
-@dataclass
-class Batch:
-    indices: torch.Tensor  # (b,) positions in the input list of images that decoded
-    images: torch.Tensor | None  # (b, 3, S, S), None when every image failed
-    failures: list[tuple[int, str]]  # (position, reason)
-
-
-def collate(items: list[Item]) -> Batch:
-    good = [(i, x) for i, x, _ in items if x is not None]
-    failures = [(i, reason or "unknown error") for i, x, reason in items if x is None]
-    if not good:
-        return Batch(torch.empty(0, dtype=torch.long), None, failures)
-    return Batch(torch.tensor([i for i, _ in good]), torch.stack([x for _, x in good]), failures)
-
-
-def default_workers(device: torch.device) -> int:
-    """Decoding overlaps the forward pass: several workers on GPU, one spare core on CPU."""
-    cores = os.cpu_count() or 1
-    return min(8, cores) if device.type == "cuda" else max(1, cores // 2)
-
-
-def worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # workers decode; the main process owns the cores for the model
+def default_batch_size(device: torch.device, image_size: int = 224) -> int:
+    """32 on CPU (as ever); on CUDA 512 images of 224 px on a ≥ 40 GiB GPU, fewer on smaller GPUs
+    or for larger inputs (tokens grow with the square of the side)."""
+    if device.type != "cuda":
+        return 32
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    base = 512 if gib >= 40 else 256 if gib >= 16 else 64
+    return max(8, 2 ** int(math.log2(base * (224 / image_size) ** 2)))
 
 
 def iter_features(
@@ -78,42 +40,79 @@ def iter_features(
     backbone: Backbone,
     *,
     transform: ImageTransform | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     seed: int | None = None,
     progress: bool | str = True,
-) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
+) -> Iterator[Features]:
     """Yield (positions (b,), features (b, D) float32, failures [(position, reason)]) batch by batch.
 
-    Runs under ``torch.inference_mode``; fp16 autocast and pinned memory on CUDA, fp32 on CPU.
+    Without ``transform``, workers hand over resized uint8 crops and the device normalises them
+    (``loader.py``); a ``transform`` (augmented views) gives float tensors instead. ``batch_size``
+    and ``num_workers`` default by device (``default_batch_size``, ``default_workers``). Runs under
+    ``torch.inference_mode``; on CUDA with fp16 autocast (or fp16 weights), fp32 on CPU.
     """
     device = next(backbone.parameters()).device
-    transform = transform or eval_transform(backbone.preprocess)
+    pre = backbone.preprocess
+    size = batch_size or default_batch_size(device, pre.image_size)
+    dataset = (
+        ImageDataset(paths, uint8_transform(pre), read=read_reduced(pre.resize_size))
+        if transform is None
+        else ImageDataset(paths, transform, seed)
+    )
     workers = default_workers(device) if num_workers is None else num_workers
-    loader = DataLoader(
-        ImageDataset(paths, transform, seed),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init if workers else None,
-        prefetch_factor=4 if workers else None,
-    )
-    autocast: Callable[[], object] = (
-        (lambda: torch.autocast("cuda", dtype=torch.float16))
-        if device.type == "cuda"
-        else nullcontext
-    )
+    loader = make_loader(dataset, batch_size=size, num_workers=workers, device=device)
+    batches = to_device(loader, device, Normalizer(pre, backbone.input_dtype))
+    pad_to = size if "compiled" in backbone.speedups else 0  # one shape, one compilation
     desc = progress if isinstance(progress, str) else "embed"
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
-        for batch in loader:
-            feats = np.empty((0, backbone.embed_dim), dtype=np.float32)
-            if batch.images is not None:
-                with torch.inference_mode(), autocast():  # type: ignore[attr-defined]
-                    out = backbone(batch.images.to(device, non_blocking=True))
-                feats = out.float().cpu().numpy()
+        for batch, feats in _forward(batches, backbone, pad_to):
             bar.update(len(batch.indices) + len(batch.failures))
             yield batch.indices.numpy(), feats, batch.failures
+
+
+def _forward(
+    batches: Iterable[tuple[Batch, torch.Tensor | None]], backbone: Backbone, pad_to: int
+) -> Iterator[tuple[Batch, np.ndarray]]:
+    """(batch, features (b, D) float32) per batch. On CUDA the features of batch i are copied to
+    the host asynchronously and awaited only once batch i+1's forward is queued."""
+    device = next(backbone.parameters()).device
+    cuda = device.type == "cuda"
+    autocast: Callable[[], AbstractContextManager[object]] = (
+        (lambda: torch.autocast("cuda", dtype=torch.float16))
+        if cuda and backbone.input_dtype == torch.float32
+        else nullcontext
+    )
+    pending: deque[tuple[Batch, torch.Tensor, torch.cuda.Event | None]] = deque()
+    for batch, images in batches:
+        feats, event = torch.empty((0, backbone.embed_dim)), None
+        if images is not None:
+            with torch.inference_mode(), autocast():
+                out = backbone(_pad(images, pad_to))[: len(images)]  # (b, D)
+            feats = out.float().to("cpu", non_blocking=cuda)  # pinned host memory on CUDA
+            if cuda:
+                event = torch.cuda.Event()
+                event.record(torch.cuda.current_stream(device))
+        pending.append((batch, feats, event))
+        while len(pending) > cuda:  # on CUDA one batch stays in flight
+            yield _landed(*pending.popleft())
+    while pending:
+        yield _landed(*pending.popleft())
+
+
+def _landed(
+    batch: Batch, host: torch.Tensor, copied: torch.cuda.Event | None
+) -> tuple[Batch, np.ndarray]:
+    if copied is not None:
+        copied.synchronize()  # the asynchronous copy to the host has finished
+    return batch, host.numpy()
+
+
+def _pad(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(b, 3, S, S) → (size, 3, S, S) with zero rows, when b < size."""
+    if len(images) >= size:
+        return images
+    return torch.cat([images, images.new_zeros((size - len(images), *images.shape[1:]))])
 
 
 def extract_features(

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.features.folder import load_features
@@ -120,6 +121,7 @@ def _adapter_info(
 
 def _metadata_table(path: Path) -> pa.Table:
     table = pq.read_table(path)
+    check_metadata_columns(table.column_names, path)
     if "label" not in table.column_names:
         table = table.append_column("label", pa.nulls(table.num_rows, pa.string()))
     return table.replace_schema_metadata(None)

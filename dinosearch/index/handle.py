@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.fields import Kind, check_fields
 from dinosearch.core.storage import read_json, sha256_file
 from dinosearch.features.folder import load_features
 from dinosearch.index.knn import search_index
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 EXACT_STORAGE = ("flat", "ivf-flat", "hnsw")  # index types that keep the vectors themselves
 DATA_FILES = ("index.faiss", "metadata.parquet")
+REBUILD = "rebuild the index with `dinosearch index`"
 
 
 @dataclass
@@ -150,22 +152,21 @@ def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
     vdir = root / VERSIONS / version
     manifest_path = vdir / "manifest.json"
     if not manifest_path.is_file():
-        raise FileNotFoundError(
-            f"{manifest_path} is missing; rebuild the index with `dinosearch index`"
-        )
+        raise FileNotFoundError(f"{manifest_path} is missing; {REBUILD}")
     manifest = read_json(manifest_path)
     if manifest.get("kind") != "index":
         raise ValueError(
             f"{manifest_path} is not an index manifest (kind {manifest.get('kind')!r})"
         )
+    check_index_manifest(manifest, manifest_path, verify=verify)
     for name in DATA_FILES:
         path = vdir / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; rebuild the index with `dinosearch index`")
+            raise FileNotFoundError(f"{path} is missing; {REBUILD}")
         if verify and sha256_file(path) != manifest["checksums"][name]:
             raise ValueError(
                 f"{path}: checksum differs from {manifest_path}; the file is corrupt or "
-                "was altered: rebuild the index with `dinosearch index`"
+                f"was altered: {REBUILD}"
             )
     try:
         index = faiss.read_index(str(vdir / "index.faiss"))
@@ -187,6 +188,23 @@ def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise ValueError(f"{vdir / 'index.faiss'}: not an inner-product index; rebuild the index")
     return IndexHandle(root, version, index, table, manifest)
+
+
+def check_index_manifest(manifest: dict[str, Any], path: Path, *, verify: bool = True) -> None:
+    """Every field an opened index reads is there and of its type (ValueError naming it otherwise)."""
+    spec: dict[str, Kind] = {
+        "count": "count",
+        "dim": "positive",
+        "backbone.fingerprint": "str",
+        "vectors_fingerprint": "str",
+        "index_type": "str",
+        "features": "object",
+    }
+    if manifest.get("adapter") is not None:
+        spec.update({"adapter.path": "str", "adapter.fingerprint": "str"})
+    if verify:
+        spec.update({f"checksums.{n}": "str" for n in DATA_FILES})
+    check_fields(manifest, spec, path, REBUILD)
 
 
 def recompute_vectors(manifest: dict[str, Any], adapter: DomainAdapter | None) -> np.ndarray:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dinosearch.core.storage import atomic_write, fsync_dir
+from dinosearch.core.storage import atomic_write, fsync_dir, pid_alive
 
 CURRENT = "current"
 VERSIONS = "versions"
@@ -47,17 +47,19 @@ def current_version(index_dir: str | Path) -> str:
     """
     root = Path(index_dir)
     pointer = root / CURRENT
-    try:
-        version = pointer.read_text().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{root} is not an index folder (no {CURRENT} file); build one with `dinosearch index`"
-        ) from None
-    if not _VERSION_RE.match(version) or not (root / VERSIONS / version).is_dir():
-        raise ValueError(
-            f"{pointer} names version {version!r}, which is not in {root / VERSIONS}; rebuild"
-        )
-    return version
+    for _ in range(3):  # a reader slower than three publishes may find its version pruned: re-read
+        try:
+            version = pointer.read_text().strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{root} is not an index folder (no {CURRENT} file); "
+                "build one with `dinosearch index`"
+            ) from None
+        if _VERSION_RE.match(version) and (root / VERSIONS / version).is_dir():
+            return version
+    raise ValueError(
+        f"{pointer} names version {version!r}, which is not in {root / VERSIONS}; rebuild"
+    )
 
 
 @contextmanager
@@ -129,19 +131,7 @@ def _remove_dead_staging(root: Path) -> None:
     """Staging folders of builders that died (killed, crashed) are litter: remove them."""
     for p in root.iterdir():
         m = _STAGING_RE.match(p.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
     for p in (root / VERSIONS).glob(".*.deleting") if (root / VERSIONS).is_dir() else ():
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -49,7 +49,7 @@ class QueryEmbedder:
         """
         info = handle.manifest["backbone"]
         if backbone is None:
-            backbone = backbone_from_info(info, device=device)
+            backbone = backbone_from_info(info, device=device, source=handle.manifest_path)
         elif backbone.fingerprint != info["fingerprint"]:
             raise ValueError(
                 f"backbone {backbone.fingerprint!r} does not match {handle.manifest_path}, "

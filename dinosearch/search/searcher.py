@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from dinosearch.adapt.vectors import to_vectors
+from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.runtime import resolve_device
 from dinosearch.index.handle import IndexHandle, open_index
 from dinosearch.index.publish import current_version
@@ -46,7 +47,7 @@ class VectorSearcher:
 
     def __init__(self, index_dir: str | Path) -> None:
         self.index_dir = Path(index_dir)
-        self.handle = open_index(self.index_dir)
+        self.handle = _searchable(open_index(self.index_dir))
         self._rows = RowFilters(self.handle)
 
     @property
@@ -70,7 +71,7 @@ class VectorSearcher:
         """Re-open the index if a newer version was published; True when it did."""
         if current_version(self.index_dir) == self.handle.version:
             return False
-        handle = open_index(self.index_dir)
+        handle = _searchable(open_index(self.index_dir))
         self._adopt(handle)
         self.handle, self._rows = handle, RowFilters(handle)
         return True
@@ -156,6 +157,12 @@ class VectorSearcher:
         front = ["rank", "score", "id", "path", "label"]
         rows = rows[front + [c for c in rows.columns if c not in front]]
         return SearchResult(ids, scores, rows)
+
+
+def _searchable(handle: IndexHandle) -> IndexHandle:
+    """``handle``, unless its metadata has a column named like a result column (indexes built before the check)."""
+    check_metadata_columns(handle.table.column_names, handle.version_dir / "metadata.parquet")
+    return handle
 
 
 class Searcher(VectorSearcher):
