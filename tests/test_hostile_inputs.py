@@ -244,12 +244,14 @@ def test_manifest_rows_without_a_usable_path_are_skipped_by_row(tmp_path: Path, 
     assert all("column 'file'" in reason for reason in skipped["reason"])
 
 
-def test_manifest_with_non_text_paths(tmp_path: Path) -> None:
+def test_manifest_with_only_non_text_paths_gives_no_records_and_says_why(tmp_path: Path) -> None:
     pd.DataFrame({"path": [3, 4]}).to_parquet(tmp_path / "m.parquet")
-    with pytest.raises(
-        ValueError, match=r"m.parquet: no images to read: all 2 rows .*not text \(3\)"
-    ):
-        load_records(tmp_path / "m.parquet")
+    records, skipped = load_records(tmp_path / "m.parquet")
+    assert records.empty and list(records.columns[:2]) == ["id", "path"]
+    assert skipped["reason"].str.contains(r"column 'path' is not text \(3\)").tolist() == [
+        True,
+        False,
+    ]
 
 
 # ---- 8. folder ids: one.png and one.jpg ------------------------------------------------------

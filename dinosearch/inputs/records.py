@@ -125,9 +125,6 @@ def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFram
         dtype=str,
     )
     table = table.drop(index=bad).reset_index(drop=True)
-    if table.empty:
-        why = f"all {len(bad)} rows are unusable ({problems[bad[0]]})" if bad else "it has no rows"
-        raise ValueError(f"{manifest}: no images to read: {why}")
     base = manifest.resolve().parent
     paths = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column]]
     records = table.copy()
