@@ -269,7 +269,8 @@ def test_same_stem_files_in_a_folder_get_distinct_ids(tmp_path: Path) -> None:
 def test_embed_skips_bad_names_rows_and_fifos_and_reports_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The whole ``embed`` run survives a non-UTF-8 name, a NaN row and a FIFO, and lists each."""
+    """The whole ``embed`` run survives a non-UTF-8 name, a NaN row, a FIFO and /dev/zero, and lists
+    each (the manifest's FIFO and device are passed over by load_records, before any reader)."""
     from helpers import TINY_CLI
 
     from dinosearch.cli import main
@@ -284,7 +285,7 @@ def test_embed_skips_bad_names_rows_and_fifos_and_reports_them(
     assert "caf\\xe9.png: file or folder name is not valid UTF-8" in capsys.readouterr().out
 
     os.mkfifo(folder / "pipe.png")
-    paths = ["imgs/ok0.png", None, "imgs/pipe.png", "imgs/ok1.png"]
+    paths = ["imgs/ok0.png", None, "imgs/pipe.png", "/dev/zero", "imgs/ok1.png"]
     pd.DataFrame({"path": paths}).to_csv(tmp_path / "m.csv", index=False)
     assert (
         main(["embed", "--images", str(tmp_path / "m.csv"), "--out", str(tmp_path / "b"), *args])
@@ -295,3 +296,4 @@ def test_embed_skips_bad_names_rows_and_fifos_and_reports_them(
     skipped = pd.read_csv(tmp_path / "b" / "skipped.csv")
     assert skipped["path"].str.endswith("m.csv row 2, line 3").sum() == 1
     assert skipped["reason"].str.contains("FIFO").sum() == 1
+    assert skipped["reason"].str.contains("/dev/zero is a character device").sum() == 1

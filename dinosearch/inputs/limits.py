@@ -80,16 +80,23 @@ def open_regular_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> BinaryIO:
 
 
 def _check_regular(st: os.stat_result, path: str, max_bytes: int) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(f"is a folder, not an image file: {path}")
-    if not stat.S_ISREG(st.st_mode):
-        kind = _file_kind(st.st_mode)
-        raise OSError(f"is a {kind}, not a regular file; only image files are read")
+    problem = not_regular(st)
+    if problem is not None:
+        raise (IsADirectoryError if stat.S_ISDIR(st.st_mode) else OSError)(problem)
     if st.st_size > max_bytes:
         raise OSError(
             f"file is {st.st_size:,} bytes, over the {max_bytes:,} limit; raise "
             "DINOSEARCH_MAX_FILE_BYTES to read it"
         )
+
+
+def not_regular(st: os.stat_result) -> str | None:
+    """Why a file with this ``os.stat`` result is never read as an image, or None if it is regular."""
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not an image file"
+    return f"is a {_file_kind(st.st_mode)}, not a regular file; only image files are read"
 
 
 def _file_kind(mode: int) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from dinosearch.inputs.errors import display_path
 from dinosearch.inputs.images import IMAGE_SUFFIXES
+from dinosearch.inputs.limits import not_regular
 
 PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image_path", "image", "filename")
 ID_COLUMNS = ("id", "image_id")
@@ -115,7 +116,8 @@ def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFram
             f"columns are {list(table.columns)}; pass --path-column"
         )
     table = table.reset_index(drop=True)
-    problems = [_path_problem(value, column) for value in table[column]]
+    base = manifest.resolve().parent
+    problems = [_path_problem(value, column, base) for value in table[column]]
     bad = [i for i, problem in enumerate(problems) if problem is not None]
     skipped = pd.DataFrame(
         {
@@ -125,7 +127,6 @@ def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFram
         dtype=str,
     )
     table = table.drop(index=bad).reset_index(drop=True)
-    base = manifest.resolve().parent
     paths = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table[column]]
     records = table.copy()
     records["path"] = paths
@@ -142,8 +143,8 @@ def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFram
     return records.reset_index(drop=True), skipped if bad else _empty_skipped()
 
 
-def _path_problem(value: object, column: str) -> str | None:
-    """Why a manifest row's path is unusable, or None."""
+def _path_problem(value: object, column: str, base: Path) -> str | None:
+    """Why a manifest row's path is unusable, or None (a missing file is reported when read)."""
     if not isinstance(value, str):
         missing = value is None or value is pd.NA or (isinstance(value, float) and value != value)
         kind = "missing (NaN)" if missing else f"not text ({value!r})"
@@ -152,7 +153,11 @@ def _path_problem(value: object, column: str) -> str | None:
         return f"the path in column {column!r} is empty; fill it in or drop the row"
     if "\0" in value:
         return f"the path in column {column!r} contains a NUL character; fix the row"
-    return None
+    try:  # a FIFO or device would block or flood whoever reads it: never hand it on
+        problem = not_regular((base / value).stat())
+    except OSError:
+        return None
+    return None if problem is None else f"{display_path(base / value)} {problem}"
 
 
 def _row_name(manifest: Path, index: int) -> str:
