@@ -17,6 +17,7 @@ import streamlit as st
 
 from dinosearch.app import catalog
 from dinosearch.app import compare as app
+from dinosearch.app import why as why_view
 from dinosearch.core.metrics import headline_k
 from dinosearch.evaluate.report import report_curve, report_table, verdicts
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -33,6 +34,12 @@ class Options:
 def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> app.SideBySide:
     """One backbone and two indexes per pair; a rebuild with another backbone makes a new entry."""
     return app.SideBySide(raw, adapted)
+
+
+@st.cache_resource(max_entries=4)
+def load_why(raw: str, adapted: str, fingerprints: tuple[str, str]) -> why_view.WhySimilar:
+    """The "why similar" explainer of the same pair (its maps memoised across reruns)."""
+    return why_view.WhySimilar(load_pair(raw, adapted, fingerprints))
 
 
 # ---- sidebar: plain values out ----
@@ -239,12 +246,38 @@ def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options)
         show_agreement(app.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
     shared = result.shared_ids()
+    fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
+    why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
     left, right = st.columns(2, gap="large")
     with left:
         show_results("Raw backbone", result.raw, shared, options.columns, "raw")
+        show_why(why, "raw", result.raw, query["image"])
     with right:
         title = f"Adapted (adapter {info.adapted.adapter})"
         show_results(title, result.adapted, shared, options.columns, "adapted")
+        show_why(why, "adapted", result.adapted, query["image"])
+
+
+def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any) -> None:
+    """On demand: one result's map over both films, in this column's vector space."""
+    if len(result) == 0:
+        return
+    records = result.rows.to_dict("records")
+    with st.container(key=f"why-{column}", border=True):
+        st.markdown(
+            "**Why similar?** Pick a result to see which patches of both films make the score."
+        )
+        labels = ["(choose a result)", *(f"#{r['rank']} · {r['id']}" for r in records)]
+        choice = st.selectbox("Result to explain", labels, key=f"why-pick-{column}")
+        matches = st.toggle("Best-match lines", key=f"why-matches-{column}")
+        if choice == labels[0]:
+            return
+        row = records[labels.index(choice) - 1]
+        view = why.view(column, query, str(row["path"]), matches=matches)
+        st.image(view.image, width="stretch", caption=f"query (left) · result {choice} (right)")
+        st.image(view.legend_bar, width="stretch")
+        st.caption(view.caption)
+        st.caption(view.legend)
 
 
 def evaluation_tab(pair: catalog.Comparison, settings: app.AppSettings) -> None:

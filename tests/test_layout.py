@@ -9,7 +9,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinosearch"
 # Bottom to top. core holds what every stage may use (files, devices, column roles, ranking).
-STAGES = ["core", "inputs", "backbones", "features", "adapt", "index", "search", "evaluate", "app"]
+STAGES = [
+    "core", "inputs", "backbones", "features", "adapt", "index", "search", "explain", "evaluate", "app",
+]  # fmt: skip
 # Above the stages: the end-to-end job and public API, then the command line that calls them.
 TOP = {
     "demo": len(STAGES),

@@ -9,7 +9,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-Pooling = Literal["cls", "cls+mean"]
+# "cls": the CLS token; "mean": the mean of the patch tokens (its cosine splits exactly over
+# patches, see dinosearch/explain); "cls+mean": both, concatenated.
+Pooling = Literal["cls", "cls+mean", "mean"]
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -106,20 +108,58 @@ class Backbone(nn.Module):
     def train(self, mode: bool = True) -> Backbone:  # never leave eval mode: the backbone is frozen
         return super().train(False)
 
+    @property
+    def has_tokens(self) -> bool:
+        """Whether the model gives patch tokens (timm ViTs do; OpenCLIP towers pool internally)."""
+        return hasattr(self.model, "forward_features") and hasattr(self.model, "num_prefix_tokens")
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch grid: CLS, plus the registers of ``_reg`` models (1 + 4)."""
+        return int(getattr(self.model, "num_prefix_tokens", 0))
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of the patch grid at this backbone's image size."""
+        side, patch = self.preprocess.image_size, self.patch_size
+        return side // patch, side // patch
+
+    @property
+    def patch_size(self) -> int:
+        """Side of one patch in pixels (14 for DINOv2)."""
+        self._require_tokens()
+        model: Any = self.model
+        return int(model.patch_embed.patch_size[0])
+
+    def _require_tokens(self) -> None:
+        if not self.has_tokens:
+            raise ValueError(
+                f"backbone {self.name!r} gives no patch tokens; use a DINOv2 backbone (dinov2_*)"
+            )
+
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, prefix + N, width) final tokens (norm applied); N = rows × cols."""
+        self._require_tokens()
+        model: Any = self.model
+        return model.forward_features(images.to(self.input_dtype))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, prefix + N, width) tokens → (B, D) features as ``pooling`` says (registers never pooled)."""
+        cls = tokens[:, 0]
+        if self.pooling == "cls":
+            return cls
+        patch_mean = tokens[:, self.num_prefix_tokens :].mean(dim=1)
+        return patch_mean if self.pooling == "mean" else torch.cat([cls, patch_mean], dim=1)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → (B, D) float32."""
         images = images.to(self.input_dtype)
         return (self._compiled or self._embed)(images)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        if self.has_tokens:
+            return self.pool(self.tokens(images)).float()
         model: Any = self.model
-        if hasattr(model, "forward_features") and hasattr(model, "num_prefix_tokens"):
-            tokens = model.forward_features(images)  # (B, prefix + N, width), final norm applied
-            cls = tokens[:, 0]
-            if self.pooling == "cls+mean":
-                patch_mean = tokens[:, model.num_prefix_tokens :].mean(dim=1)
-                cls = torch.cat([cls, patch_mean], dim=1)
-            return cls.float()
         return model.encode_image(images).float()  # OpenCLIP, or any model with encode_image
 
     def info(self) -> dict[str, Any]:

@@ -130,7 +130,9 @@ def load_backbone(
     """
     factory, arg = _lookup(name)
     if pooling not in get_args(Pooling):
-        raise ValueError(f"pooling {pooling!r} must be 'cls' or 'cls+mean'")
+        raise ValueError(
+            f"pooling {pooling!r} must be 'cls' or 'cls+mean' or 'mean' (the patch tokens' mean)"
+        )
     backbone = factory(arg, weights, image_size=image_size, pooling=pooling, seed=seed)
     assert backbone.name == name, f"the factory for {name!r} named its backbone {backbone.name!r}"
     backbone.load_args = {  # what backbone_from_info calls again; key order is on disk

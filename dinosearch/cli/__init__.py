@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a domain adapter on cached augmented views"),
     "index": ("index", "features (+ adapter) → FAISS index folder"),
     "search": ("search", "query an index with an image"),
+    "explain": ("explain", "why a result is similar to a query: a per-patch map of both films"),
     "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
 }

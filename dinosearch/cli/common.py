@@ -21,9 +21,10 @@ def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2
     )
     g.add_argument(
         "--pooling",
-        choices=["cls", "cls+mean"],
+        choices=["cls", "cls+mean", "mean"],
         default="cls",
-        help="CLS token, or CLS concatenated with the mean of patch tokens",
+        help="CLS token, CLS concatenated with the mean of patch tokens, or that mean alone "
+        "(whose similarity splits exactly over patches: `dinosearch explain`)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed for random weights and augmentations")
     g.add_argument(

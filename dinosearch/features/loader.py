@@ -12,7 +12,6 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dinosearch.backbones.transforms import ImageTransform
 from dinosearch.inputs.images import MAX_PIXELS, ImageReadError, read_image
+from dinosearch.inputs.limits import open_regular_file, size_problem
 
 Item = tuple[int, torch.Tensor | None, str | None]
 Reader = Callable[[str], Image.Image]
@@ -91,12 +91,18 @@ def read_reduced(min_side: int) -> Reader:
 
     def read(path: str) -> Image.Image:
         try:
-            data = Path(path).read_bytes()
+            with open_regular_file(path) as f:  # never a FIFO or device; bounded size
+                data = f.read()
             img = Image.open(io.BytesIO(data))  # reads the header only
-        except Exception:  # missing, empty, not an image: read_image gives the reason
+        except Exception:  # missing, special, empty, not an image: read_image gives the reason
             return read_image(path)
         too_small = min(img.size) < 4 * min_side or img.width * img.height > MAX_PIXELS
-        if img.format != "JPEG" or img.mode not in ("L", "RGB") or too_small:
+        if (
+            img.format != "JPEG"
+            or img.mode not in ("L", "RGB")
+            or too_small
+            or size_problem(*img.size)
+        ):
             return read_image(data, name=path)
         try:
             img.draft(img.mode, (2 * min_side, 2 * min_side))

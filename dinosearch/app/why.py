@@ -1,0 +1,99 @@
+"""The app's "why similar" view, apart from drawing: explain one shown result on demand, memoised.
+
+Plain Python (no Streamlit); ``streamlit_app.py`` draws what ``WhySimilar.view`` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from PIL import Image
+
+from dinosearch.explain import Explainer, PairExplanation, TokenCache
+from dinosearch.explain.draw import LEGEND, legend_bar, scale_of, side_by_side
+
+if TYPE_CHECKING:
+    from dinosearch.app.compare import SideBySide
+
+Column = Literal["raw", "adapted"]
+MATCH_LINES = 12  # best-match lines drawn when asked: the query patches with the largest effect
+
+
+@dataclass(frozen=True)
+class WhyView:
+    """What the app shows for one explained result."""
+
+    image: Image.Image  # query | result, each under its map
+    caption: str  # what the map is, how its shares add up, how long it took
+    legend: str  # what the colours (and lines) mean
+    legend_bar: Image.Image  # blue → grey → red
+    explanation: PairExplanation
+
+
+class WhySimilar:
+    """Explains results of a ``SideBySide``'s two columns; both share one token cache.
+
+    Args:
+        pair: the raw and adapted searchers; their current backbone and adapter are used per call.
+        size: explanations kept (per query, result, column, options).
+    """
+
+    def __init__(self, pair: SideBySide, size: int = 64) -> None:
+        self.pair = pair
+        self.tokens = TokenCache()
+        self._done: OrderedDict[tuple, PairExplanation] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()  # Streamlit sessions share this object across threads
+
+    def explain(
+        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
+    ) -> tuple[PairExplanation, bool]:
+        """The map of (query, result) in ``column``'s vector space, and whether it was memoised.
+
+        ``matches`` adds best-match correspondences (a forward pass more for CLS-pooled indexes).
+        """
+        searcher = self.pair.raw if column == "raw" else self.pair.adapted
+        key = (column, searcher.fingerprint, image_key(query), result_path, matches)
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key], True
+            explainer = Explainer.for_searcher(searcher, cache=self.tokens)
+            explained = explainer.explain(query, result_path, matches=matches)
+            self._done[key] = explained
+            while len(self._done) > self._size:
+                self._done.popitem(last=False)
+        return explained, False
+
+    def view(
+        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
+    ) -> WhyView:
+        """Everything the "why similar" panel draws for one result."""
+        explained, memoised = self.explain(column, query, result_path, matches=matches)
+        m = explained.map
+        how = (
+            "exactly" if explained.sums_to_score else f"up to a gap of {_worst_gap(explained):.1e}"
+        )
+        took = f"{explained.seconds:.2f} s" + (" (kept from before)" if memoised else "")
+        caption = (
+            f"**{m.label}.** Score {m.score:.3f} = Σ patch shares + rest, {how} "
+            f"(query rest {m.query_rest:+.3f}, result rest {m.result_rest:+.3f}). "
+            f"{m.grid[0]}×{m.grid[1]} patches of {explained.patch} px. Computed in {took}."
+        )
+        image = side_by_side(explained, matches=MATCH_LINES if matches else 0)
+        legend = LEGEND.format(scale=scale_of(explained))
+        bar = legend_bar(image.width, scale_of(explained))
+        return WhyView(image, caption, legend, bar, explained)
+
+
+def image_key(image: Image.Image) -> str:
+    """A digest of the query's pixels, so the same film is explained once per result."""
+    return hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
+
+
+def _worst_gap(explained: PairExplanation) -> float:
+    return max(abs(explained.map.gap("query")), abs(explained.map.gap("result")))
