@@ -7,7 +7,8 @@ Layout of ``OUT/``::
     skipped.csv        path, reason: files that could not be embedded
     manifest.json      backbone info and fingerprint, count, dim, checksums, source, date
 
-Large jobs write shards into ``OUT.partial/`` first; ``resume=True`` keeps finished shards.
+Large jobs write shards into ``OUT.partial/shards/`` first (the local engine and the Ray engine
+alike); ``resume=True`` keeps finished shards and computes only the missing ones.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,11 @@ import pandas as pd
 from dinosearch.backbones import Backbone
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import read_json, replace_dir, sha256_file, write_json
+from dinosearch.features.remote import is_uri, load_uri_records
 from dinosearch.inputs.records import load_records, records_fingerprint
+
+Engine = Literal["local", "ray"]
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -81,34 +86,46 @@ def embed_to_folder(
     num_workers: int | None = None,
     source: str = "",
     progress: bool = True,
+    engine: Engine = "local",
+    address: str | None = None,
+    actors: int | None = None,
 ) -> FeatureSet:
-    """Embed every record into ``out`` (see module docstring); bad files are skipped and listed."""
+    """Embed every record into ``out`` (see module docstring); bad files are skipped and listed.
+
+    ``engine="ray"`` runs the missing shards as a Ray Data pipeline on the cluster at ``address``
+    (None: a local one) with ``actors`` model replicas (see ``ray_engine``); the folder is the same.
+    """
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    plan = {
-        "fingerprint": backbone.fingerprint,
-        "images": records_fingerprint(records),
-        "count": len(records),
-        "shard_size": shard_size,
-    }
-    if partial.exists() and not (resume and _same_plan(partial, plan)):
-        if resume:
-            raise ValueError(
-                f"{partial} was made by another backbone or image set; run again without --resume"
-            )
-        shutil.rmtree(partial)
-    (partial / "shards").mkdir(parents=True, exist_ok=True)
-    write_json(partial / "plan.json", plan)
+    partial = _open_partial(records, backbone, out, shard_size, resume)
     paths = records["path"].tolist()
-    for start in range(0, len(records), shard_size):
-        shard = partial / "shards" / f"{start // shard_size:05d}.npz"
-        if shard.exists():
-            continue  # finished before an interruption
+    starts = [
+        s
+        for s in range(0, len(records), shard_size)
+        if not shard_path(partial, s, shard_size).exists()
+    ]  # the others finished before an interruption
+    if engine == "ray":
+        from dinosearch.features.ray_engine import embed_shards
+
+        embed_shards(
+            paths,
+            starts,
+            shard_size,
+            partial,
+            backbone,
+            address=address,
+            actors=actors,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
+    elif engine != "local":
+        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    for start in starts if engine == "local" else ():
         _embed_shard(
             paths,
             start,
             min(start + shard_size, len(records)),
-            shard,
+            shard_path(partial, start, shard_size),
             backbone,
             batch_size,
             num_workers,
@@ -129,18 +146,64 @@ def embed_images(
 ) -> FeatureSet:
     """Embed an image folder or CSV/Parquet manifest into the features folder ``out``.
 
-    ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress).
-    Files that are not images (``notes.txt``) and files that fail to decode are listed in
-    ``skipped.csv``; the count embedded is ``manifest["count"]``.
+    ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress,
+    engine, address, actors). ``images`` may also be a URI (``s3://bucket/films/``) that pyarrow or
+    fsspec can read. Files that are not images (``notes.txt``) and files that fail to decode are
+    listed in ``skipped.csv``; the count embedded is ``manifest["count"]``.
     """
-    records, passed_over = load_records(
-        images, path_column=path_column, label_from_folder=label_from_folder
-    )
+    if is_uri(str(images)):
+        records, passed_over = load_uri_records(
+            str(images), path_column=path_column, label_from_folder=label_from_folder
+        )
+    else:
+        records, passed_over = load_records(
+            images, path_column=path_column, label_from_folder=label_from_folder
+        )
     if limit is not None:
         records = records.iloc[:limit].reset_index(drop=True)
     return embed_to_folder(
         records, backbone, out, pre_skipped=passed_over, source=str(images), **options
     )
+
+
+def _open_partial(
+    records: pd.DataFrame, backbone: Backbone, out: Path, shard_size: int, resume: bool
+) -> Path:
+    """``OUT.partial/`` for this plan: kept on ``resume`` when the plan matches, else started anew."""
+    partial = out.with_name(out.name + ".partial")
+    plan = {
+        "fingerprint": backbone.fingerprint,
+        "images": records_fingerprint(records),
+        "count": len(records),
+        "shard_size": shard_size,
+    }
+    if partial.exists() and not (resume and _same_plan(partial, plan)):
+        if resume:
+            raise ValueError(
+                f"{partial} was made by another backbone or image set; run again without --resume"
+            )
+        shutil.rmtree(partial)
+    (partial / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(partial / "plan.json", plan)
+    return partial
+
+
+def shard_path(partial: Path, start: int, shard_size: int) -> Path:
+    """Where the shard of records ``start`` … ``start + shard_size - 1`` is kept while running."""
+    return partial / "shards" / f"{start // shard_size:05d}.npz"
+
+
+def write_shard(
+    shard: Path, positions: np.ndarray, features: np.ndarray, failures: list[tuple[int, str]]
+) -> None:
+    """Save one shard: kept positions (n,) sorted, their (n, D) features, failures (position, reason)."""
+    fail_pos = np.array([i for i, _ in failures], dtype=np.int64)
+    fail_reason = np.array([r for _, r in failures], dtype=str)
+    tmp = shard.with_name(shard.stem + ".tmp.npz")
+    np.savez(
+        tmp, positions=positions, features=features, fail_pos=fail_pos, fail_reason=fail_reason
+    )
+    tmp.replace(shard)  # a shard either exists whole or not at all
 
 
 def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
@@ -166,11 +229,7 @@ def _embed_shard(
     pos, feats, failures = extract_features(
         paths[start:stop], backbone, batch_size=batch_size, num_workers=num_workers, progress=desc
     )
-    fail_pos = np.array([start + i for i, _ in failures], dtype=np.int64)
-    fail_reason = np.array([r for _, r in failures], dtype=str)
-    tmp = shard.with_name(shard.stem + ".tmp.npz")
-    np.savez(tmp, positions=pos + start, features=feats, fail_pos=fail_pos, fail_reason=fail_reason)
-    tmp.replace(shard)  # a shard either exists whole or not at all
+    write_shard(shard, pos + start, feats, [(start + i, r) for i, r in failures])
 
 
 def _consolidate(
@@ -181,26 +240,32 @@ def _consolidate(
     pre_skipped: pd.DataFrame | None,
     source: str,
 ) -> FeatureSet:
-    positions, chunks, fail_pos, fail_reason = [], [], [], []
-    for shard in sorted((partial / "shards").glob("*.npz")):
+    """Shards → the features folder; features.npy is written shard by shard (never all in memory)."""
+    shards = sorted((partial / "shards").glob("[0-9]*.npz"))
+    positions, fail_pos, fail_reason = [], [], []
+    for shard in shards:
         with np.load(shard) as z:
             positions.append(z["positions"])
-            chunks.append(z["features"])
             fail_pos.extend(z["fail_pos"].tolist())
             fail_reason.extend(z["fail_reason"].tolist())
     kept = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-    features = (
-        np.concatenate(chunks).astype(np.float32)
-        if chunks
-        else np.empty((0, backbone.embed_dim), np.float32)
+    result = partial / "result"
+    result.mkdir(exist_ok=True)
+    features = np.lib.format.open_memmap(
+        result / "features.npy", "w+", np.float32, (len(kept), backbone.embed_dim)
     )
+    row = 0
+    for shard in shards:
+        with np.load(shard) as z:
+            chunk = z["features"]
+            features[row : row + len(chunk)] = chunk
+            row += len(chunk)
+    features.flush()
+    del features
     metadata = records.iloc[kept].reset_index(drop=True)
     skipped = pd.DataFrame({"path": records["path"].iloc[fail_pos].tolist(), "reason": fail_reason})
     if pre_skipped is not None and len(pre_skipped):
         skipped = pd.concat([pre_skipped[["path", "reason"]], skipped], ignore_index=True)
-    result = partial / "result"
-    result.mkdir(exist_ok=True)
-    np.save(result / "features.npy", features)
     metadata.to_parquet(result / "metadata.parquet", index=False)
     skipped.to_csv(result / "skipped.csv", index=False)
     manifest = {

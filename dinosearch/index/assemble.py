@@ -127,8 +127,8 @@ def _wrap(base: faiss.Index, refine: faiss.Index | None, p: dict[str, Any]) -> f
         return base
     index = faiss.IndexRefine(base, refine)
     index.own_fields = True  # the C++ index frees both parts; Python must not free them again
-    base.this.disown()
-    refine.this.disown()
+    base.this.disown()  # type: ignore[attr-defined]
+    refine.this.disown()  # type: ignore[attr-defined]
     set_search_params(index, p)
     return index
 
