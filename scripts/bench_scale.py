@@ -138,7 +138,7 @@ def sweep(kind: str, p: dict) -> list[dict]:  # type: ignore[type-arg]
     if kind == "ivf-flat":
         return [{"nprobe": p["nprobe"] // 2}]
     if kind == "hnsw":
-        return [{"ef_search": 32}, {"ef_search": 128}]
+        return [{"ef_search": p["ef_search"] // 2}, {"ef_search": p["ef_search"] * 2}]
     return []
 
 

@@ -76,7 +76,7 @@ def test_ray_resume_computes_only_the_missing_shards(
     from dinosearch.features import ray_engine
 
     out, uri = films.parent / "resumed", f"file://{films}"
-    argv = ["embed", "--images", uri, "--out", str(out), "--engine", "ray", *ARGS]
+    argv = ["embed", "--images", uri, "--out", str(out), "--engine", "ray", "--actors", "1", *ARGS]
     saved: list[str] = []
     real_save = ray_engine._save
 

@@ -61,7 +61,7 @@ def build(
         points = sample(train, int(p["nlist"]) * int(p.get("max_points_per_centroid", 40)))
         base.quantizer.add(kmeans(points, int(p["nlist"]), niter=int(p.get("niter", 10))))
     if isinstance(base, faiss.IndexIVFPQ):
-        train_pq(base, sample(train, 64 * 2 ** int(p.get("nbits", 8))), int(p.get("niter", 10)))
+        train_pq(base, sample(train, 40 * 2 ** int(p.get("nbits", 8))), int(p.get("niter", 10)))
     base.is_trained = True  # quantizer (and codebooks) set above; Flat and HNSW need no training
     index = _wrap(base, refine, p)
     for chunk in chunks():

