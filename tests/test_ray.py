@@ -59,54 +59,52 @@ def _same_folder(ray_out: Path, local_out: Path, strip: str = "") -> None:
         assert a.manifest[key] == b.manifest[key], key
 
 
-def test_ray_engine_writes_the_local_engines_folder(
+def test_ray_engine_over_a_uri_writes_the_local_engines_folder(
     cluster: None, films: Path, local: Path
 ) -> None:
+    """Two replicas; the images read through file:// (the pyarrow/fsspec filesystem path)."""
     out = films.parent / "ray"
-    assert main(["embed", "--images", str(films), "--out", str(out), "--engine", "ray", *ARGS]) == 0
-    _same_folder(out, local)
-    assert load_features(out).manifest["images"] == load_features(local).manifest["images"]
+    argv = ["embed", "--images", f"file://{films}", "--out", str(out), "--engine", "ray"]
+    assert main([*argv, *ARGS]) == 0
+    _same_folder(out, local, strip="file://")
     assert len(pd.read_csv(out / "skipped.csv")) == 3  # corrupt, empty, not an image
 
 
 def test_ray_resume_computes_only_the_missing_shards(
     cluster: None, films: Path, local: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read through file:// (the pyarrow filesystem path); killed after one shard, then resumed."""
+    """A run killed after shards 0 and 1 (14 records, shards of 4) is finished by Ray: 2 and 3 only."""
+    from dinosearch.features import folder as featurestore
     from dinosearch.features import ray_engine
 
-    out, uri = films.parent / "resumed", f"file://{films}"
-    argv = ["embed", "--images", uri, "--out", str(out), "--engine", "ray", "--actors", "1", *ARGS]
-    saved: list[str] = []
-    real_save = ray_engine._save
+    out = films.parent / "resumed"
+    argv = ["embed", "--images", str(films), "--out", str(out), *ARGS]
+    real_shard = featurestore._embed_shard
 
-    def killed_after_one(parts, shard):  # type: ignore[no-untyped-def]
-        if saved:
-            raise KeyboardInterrupt  # the driver dies while the second shard completes
-        saved.append(shard.name)
-        real_save(parts, shard)
+    def killed_at_shard_2(paths, start, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if start >= 8:
+            raise KeyboardInterrupt
+        real_shard(paths, start, *args, **kwargs)
 
-    monkeypatch.setattr(ray_engine, "_save", killed_after_one)
-    assert main(argv) == 130
-    assert [p.name for p in (films.parent / "resumed.partial" / "shards").glob("*.npz")] == saved
-
+    monkeypatch.setattr(featurestore, "_embed_shard", killed_at_shard_2)
+    assert main([*argv, "--workers", "0"]) == 130
     sent: list[list[int]] = []
-    real_embed = ray_engine.embed_shards
+    saved: list[str] = []
+    real_embed, real_save = ray_engine.embed_shards, ray_engine._save
+    monkeypatch.setattr(
+        ray_engine,
+        "embed_shards",
+        lambda p, s, *a, **k: (sent.append(s), real_embed(p, s, *a, **k)),
+    )
     monkeypatch.setattr(
         ray_engine,
         "_save",
         lambda parts, shard: (saved.append(shard.name), real_save(parts, shard)),
     )
-    monkeypatch.setattr(
-        ray_engine,
-        "embed_shards",
-        lambda p, starts, *a, **k: (sent.append(starts), real_embed(p, starts, *a, **k)),
-    )
-    assert main([*argv, "--resume"]) == 0
-    first = int(saved[0][:5]) * 4
-    assert sent == [[s for s in (0, 4, 8, 12) if s != first]]  # 14 records, shards of 4
-    assert sorted(saved[1:]) == sorted(f"{s // 4:05d}.npz" for s in sent[0])
-    _same_folder(out, local, strip="file://")
+    assert main([*argv, "--engine", "ray", "--actors", "1", "--resume"]) == 0
+    assert sent == [[8, 12]] and sorted(saved) == ["00002.npz", "00003.npz"]
+    _same_folder(out, local)
+    assert load_features(out).manifest["images"] == load_features(local).manifest["images"]
 
 
 def test_local_engine_never_imports_ray(tmp_path: Path, image_folder: Path) -> None:
