@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from dinosearch.backbones import Backbone
 from dinosearch.core.runtime import package_version
@@ -45,8 +46,12 @@ class FeatureSet:
         return str(self.manifest["backbone"]["fingerprint"])
 
 
-def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
-    """Open an ``embed`` output folder; check counts and dimension (and checksums with ``verify``)."""
+def load_features(folder: str | Path, *, verify: bool = False, metadata: bool = True) -> FeatureSet:
+    """Open an ``embed`` output folder; check counts and dimension (and checksums with ``verify``).
+
+    ``features`` is memory-mapped. ``metadata=False`` leaves the metadata unread (an empty frame;
+    only its row count is checked), for readers of 10⁷+ rows that take it from Parquet themselves.
+    """
     root = Path(folder)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
@@ -61,17 +66,16 @@ def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
         if verify and sha256_file(path) != manifest["checksums"][name]:
             raise ValueError(f"{path}: checksum differs from manifest.json; the file was altered")
     features = np.load(root / "features.npy", mmap_mode="r")
-    metadata = pd.read_parquet(root / "metadata.parquet")
+    table = pd.read_parquet(root / "metadata.parquet") if metadata else pd.DataFrame()
+    rows = len(table) if metadata else pq.ParquetFile(root / "metadata.parquet").metadata.num_rows
     count, dim = int(manifest["count"]), int(manifest["dim"])
     if features.shape != (count, dim):
         raise ValueError(
             f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}"
         )
-    if len(metadata) != count:
-        raise ValueError(
-            f"{root / 'metadata.parquet'}: {len(metadata)} rows, manifest says {count}"
-        )
-    return FeatureSet(features, metadata, manifest)
+    if rows != count:
+        raise ValueError(f"{root / 'metadata.parquet'}: {rows} rows, manifest says {count}")
+    return FeatureSet(features, table, manifest)
 
 
 def embed_to_folder(

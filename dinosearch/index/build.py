@@ -77,7 +77,7 @@ def build_index(
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     features_dir, out = Path(features_dir).resolve(), Path(out_dir)
-    fs = load_features(features_dir)
+    fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
     adapter = load_index_adapter(adapter_dir, fs.fingerprint)
     table = _metadata_table(features_dir / "metadata.parquet")
     source = {
