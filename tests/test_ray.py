@@ -17,6 +17,7 @@ from helpers import TINY_CLI
 from dinosearch.cli import main
 from dinosearch.features.folder import load_features
 
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # one-machine cluster on loopback
 ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install "dinosearch[ray]"')
 ARGS = [*TINY_CLI, "--no-progress", "--shard-size", "4"]
 

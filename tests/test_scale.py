@@ -25,7 +25,7 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def test_the_budget_picks_the_reranking_copy() -> None:
     kind, p = choose_index(5_000_000, 384, memory_budget_gb=4)
-    assert kind == "ivf-pq" and p["refine"] == "sq8" and p["k_factor"] == 16
+    assert kind == "ivf-pq" and p["refine"] == "sq8" and p["k_factor"] == 32
     assert estimate_bytes(kind, 5_000_000, 384, p) < 4 * 2**30 / 1.1
     assert choose_index(1_000_000, 384, memory_budget_gb=1)[1]["refine"] == "fp16"
     assert choose_index(5_000_000, 384, memory_budget_gb=0.5)[1]["refine"] == "none"

@@ -13,6 +13,7 @@ Install with ``pip install "dinosearch[ray]"``; nothing else in dinosearch impor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +167,20 @@ def _save(parts: list[dict[str, np.ndarray]], shard: Path) -> None:
 
 def _connect(address: str | None) -> None:
     """Join the cluster at ``address`` (or stay on the current one, or start a local one)."""
+    if address is None:  # a cluster of this machine alone: keep its traffic on the loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError as e:
         raise ValueError(
             '--engine ray needs Ray: pip install "dinosearch[ray]" (or use --engine local)'
         ) from e
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as e:
+        raise ValueError(
+            f"cannot reach a Ray cluster at --address {address} ({e}); start one with "
+            "`ray start --head` and pass the address it prints, or leave out --address"
+        ) from e
