@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -29,7 +30,7 @@ from dinosearch.index import (
     load_index_adapter,
     open_index,
 )
-from dinosearch.index.knn import train_add
+from dinosearch.index.assemble import train_add
 from dinosearch.search import VectorSearcher
 
 FINGERPRINT = "bench|random(seed=0)|224px|cls"
@@ -39,15 +40,36 @@ def clustered(
     n: int, dim: int, seed: int, clusters: int = 1000, chunk: int = 100_000
 ) -> np.ndarray:
     """(n, dim) float32 points around seeded centres (generated in chunks to bound memory)."""
+    return np.concatenate(list(clustered_chunks(n, dim, seed, clusters, chunk)))
+
+
+def clustered_chunks(
+    n: int,
+    dim: int,
+    seed: int,
+    clusters: int = 1000,
+    chunk: int = 100_000,
+    skew: float = 0.0,
+) -> Iterator[np.ndarray]:
+    """``clustered``'s points, (≤ chunk, dim) float32 at a time.
+
+    ``skew`` > 0 makes the collection less tidy, as real archives are: cluster sizes follow a Zipf law
+    of that exponent (a few common findings, a long tail) and each cluster has its own spread
+    (noise scale 0.6–1.4). ``skew`` = 0 gives the even, equal-spread clusters of ``clustered``.
+    """
     centres = np.random.default_rng(12345).normal(size=(clusters, dim)).astype(np.float32)
-    out = np.empty((n, dim), np.float32)
+    weights = 1.0 / np.arange(1, clusters + 1) ** skew
+    spread = np.random.default_rng(54321).uniform(0.6, 1.4, clusters).astype(np.float32)
     rng = np.random.default_rng(seed)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        out[s : s + m] = centres[rng.integers(0, clusters, m)] + rng.normal(size=(m, dim)).astype(
-            np.float32
-        )
-    return out
+        if skew:
+            which = rng.choice(clusters, m, p=weights / weights.sum())
+            noise = rng.normal(size=(m, dim)).astype(np.float32) * spread[which, None]
+        else:
+            which = rng.integers(0, clusters, m)
+            noise = rng.normal(size=(m, dim)).astype(np.float32)
+        yield centres[which] + noise
 
 
 def write_features(folder: Path, feats: np.ndarray) -> None:

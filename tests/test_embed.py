@@ -124,7 +124,7 @@ def test_resume_after_interruption_redoes_no_finished_shard(
     records, _ = load_records(image_folder)
     out = tmp_path / "feats"
     calls: list[int] = []
-    real = featurestore._write_shard
+    real = featurestore.write_shard
 
     def interrupted(shard: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if int(shard.stem) >= 2:
@@ -132,7 +132,7 @@ def test_resume_after_interruption_redoes_no_finished_shard(
         calls.append(int(shard.stem))
         real(shard, *args, **kwargs)
 
-    monkeypatch.setattr(featurestore, "_write_shard", interrupted)
+    monkeypatch.setattr(featurestore, "write_shard", interrupted)
     with pytest.raises(KeyboardInterrupt):
         embed_to_folder(records, tiny_backbone, out, shard_size=4, num_workers=0, progress=False)
     assert calls == [0, 1] and not out.exists()
@@ -141,7 +141,7 @@ def test_resume_after_interruption_redoes_no_finished_shard(
     embedded: list[str] = []
     real_iter = featurestore_extract.iter_features
     monkeypatch.setattr(
-        featurestore, "_write_shard", lambda s, *a: (calls.append(int(s.stem)), real(s, *a))
+        featurestore, "write_shard", lambda s, *a: (calls.append(int(s.stem)), real(s, *a))
     )
 
     def recording(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -186,7 +186,7 @@ def test_rewrite_keeps_old_output_until_new_one_is_complete(
     embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)
     before = (out / "features.npy").read_bytes()
     monkeypatch.setattr(
-        featurestore, "_write_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+        featurestore, "write_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
     )
     with pytest.raises(KeyboardInterrupt):
         embed_to_folder(records, tiny_backbone, out, num_workers=0, progress=False)

@@ -76,7 +76,11 @@ def test_missing_and_inconsistent_files_are_named(synthetic_features: Path, tmp_
 
 @pytest.mark.parametrize(
     ("kind", "params", "floor"),
-    [("ivf-flat", {}, 0.85), ("ivf-pq", {"nbits": 6}, 0.5), ("hnsw", {}, 0.9)],
+    [
+        ("ivf-flat", {}, 0.85),
+        ("ivf-pq", {"nbits": 6}, 0.85),
+        ("hnsw", {}, 0.9),
+    ],  # ivf-pq: re-ranked
 )
 def test_approximate_against_exact(
     tmp_path: Path, tiny_backbone, kind: str, params: dict, floor: float

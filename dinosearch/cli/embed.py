@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.features.folder import embed_images
+from dinosearch.features.folder import ENGINES, embed_images
 
 EXIT_CODES = (
     "exit status: 0 when images were embedded; 1 when none could be (the reason is printed); "
@@ -31,11 +31,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted run, keeping its shards"
     )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help='local: this process; ray: a Ray Data pipeline of model replicas (pip install "dinosearch[ray]")',
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="--engine ray: the cluster to join (auto, ray://HEAD:10001); default: start a local one",
+    )
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="--engine ray: model replicas (default: one per GPU, else one per CPU)",
+    )
     add_backbone_arguments(p)
     add_runtime_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "local" and (args.address or args.actors):
+        raise ValueError("--address and --actors apply to --engine ray; add --engine ray")
     backbone = backbone_from_args(args)
     if backbone.random_init:
         print(
@@ -53,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,
+        engine=args.engine,
+        address=args.address,
+        actors=args.actors,
     )
     skipped = result.manifest["skipped"]
     if skipped:

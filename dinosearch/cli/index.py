@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from dinosearch.index import INDEX_TYPES, build_index
+from dinosearch.index import INDEX_TYPES, REFINES, build_index, current_version
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +33,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add these (new) images to the live version as a new version",
     )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="with --append: leave out ids the index already holds instead of refusing them",
+    )
     p.add_argument("--nlist", type=int, default=None, help="IVF: number of lists")
     p.add_argument("--nprobe", type=int, default=None, help="IVF: lists scanned per query")
     p.add_argument(
         "--pq-m", type=int, default=None, help="IVF-PQ: sub-quantizers (bytes per vector)"
+    )
+    p.add_argument(
+        "--refine",
+        choices=REFINES,
+        default=None,
+        help="IVF-PQ: copy that re-ranks candidates (default: the finest the budget allows)",
+    )
+    p.add_argument(
+        "--k-factor",
+        type=float,
+        default=None,
+        help="IVF-PQ with --refine: candidates re-ranked per result wanted (default 16)",
     )
     p.add_argument("--hnsw-m", type=int, default=None, help="HNSW: links per node")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW: search depth")
@@ -51,10 +68,15 @@ def run(args: argparse.Namespace) -> int:
         "nlist": args.nlist,
         "nprobe": args.nprobe,
         "m": args.pq_m,
+        "refine": args.refine,
+        "k_factor": args.k_factor,
         "M": args.hnsw_m,
         "ef_search": args.ef_search,
     }
     params = {k: v for k, v in names.items() if v is not None}
+    if args.skip_existing and not args.append:
+        raise ValueError("--skip-existing only applies with --append; add --append")
+    before = current_version(args.out) if args.append else None
     start = time.perf_counter()
     handle = build_index(
         args.features,
@@ -63,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         index_type=args.index_type,
         memory_budget_gb=args.memory_budget_gb,
         append=args.append,
+        skip_existing=args.skip_existing,
         params=params or None,
         use_gpu=False if args.no_gpu else None,
         keep=args.keep,
@@ -74,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
             "these vectors are untrained and search results are not meaningful"
         )
     adapter = m["adapter"]["fingerprint"] if m["adapter"] else "none (raw)"
+    if args.append:  # --skip-existing with nothing new leaves the live version as it was
+        added = m["appended"][-1].get("added") if handle.version != before else 0
+        print(f"appended {added} new vectors from {args.features}")
     print(
         f"indexed {handle.count} vectors ({handle.dim}-d, {m['index_type']} {m['params']}, "
         f"built on {m['built_on']}, adapter {adapter}) in {time.perf_counter() - start:.1f}s "

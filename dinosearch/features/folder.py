@@ -7,7 +7,8 @@ Layout of ``OUT/``::
     skipped.csv        path, reason: files that could not be embedded
     manifest.json      backbone info and fingerprint, count, dim, checksums, source, date
 
-Large jobs write shards into ``OUT.partial/`` first; ``resume=True`` keeps finished shards.
+Large jobs write shards into ``OUT.partial/shards/`` first (the local engine and the Ray engine
+alike); ``resume=True`` keeps finished shards and computes only the missing ones.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from dinosearch.backbones import Backbone
 from dinosearch.core.columns import check_metadata_columns
@@ -32,10 +34,13 @@ from dinosearch.core.storage import (
     sha256_file,
     write_json,
 )
+from dinosearch.features.remote import is_uri, load_uri_records
 from dinosearch.inputs.records import load_records, records_fingerprint
 
 DATA_FILES = ("features.npy", "metadata.parquet")
 REDO = "re-run `dinosearch embed`"
+Engine = Literal["local", "ray"]
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -51,8 +56,12 @@ class FeatureSet:
         return str(self.manifest["backbone"]["fingerprint"])
 
 
-def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
-    """Open an ``embed`` output folder; check counts and dimension (and checksums with ``verify``)."""
+def load_features(folder: str | Path, *, verify: bool = False, metadata: bool = True) -> FeatureSet:
+    """Open an ``embed`` output folder; check counts and dimension (and checksums with ``verify``).
+
+    ``features`` is memory-mapped. ``metadata=False`` leaves the metadata unread (an empty frame;
+    only its row count is checked), for readers of 10⁷+ rows that take it from Parquet themselves.
+    """
     root = Path(folder)
     manifest_path = root / "manifest.json"
     if not root.exists():
@@ -72,20 +81,19 @@ def load_features(folder: str | Path, *, verify: bool = False) -> FeatureSet:
             raise FileNotFoundError(f"{path} is missing; {REDO}")
         if verify and sha256_file(path) != manifest["checksums"][name]:
             raise ValueError(f"{path}: checksum differs from manifest.json; the file was altered")
-    features, metadata = _read_data(root)
+    features, table = _read_data(root, metadata)
     count, dim = manifest["count"], manifest["dim"]
     if features.shape != (count, dim):
         raise ValueError(
             f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}; {REDO}"
         )
-    if len(metadata) != count:
-        raise ValueError(
-            f"{root / 'metadata.parquet'}: {len(metadata)} rows, manifest says {count}; {REDO}"
-        )
-    return FeatureSet(features, metadata, manifest)
+    rows = len(table) if metadata else pq.ParquetFile(root / "metadata.parquet").metadata.num_rows
+    if rows != count:
+        raise ValueError(f"{root / 'metadata.parquet'}: {rows} rows, manifest says {count}; {REDO}")
+    return FeatureSet(features, table, manifest)
 
 
-def _read_data(root: Path) -> tuple[np.ndarray, pd.DataFrame]:
+def _read_data(root: Path, metadata: bool = True) -> tuple[np.ndarray, pd.DataFrame]:
     """features.npy (memory-mapped float32) and metadata.parquet; errors name the file."""
     path = root / "features.npy"
     try:
@@ -96,11 +104,13 @@ def _read_data(root: Path) -> tuple[np.ndarray, pd.DataFrame]:
         raise ValueError(
             f"{path}: holds a {features.ndim}-d {features.dtype} array, not (N, D) floats; {REDO}"
         )
+    if not metadata:
+        return features, pd.DataFrame()
     try:
-        metadata = pd.read_parquet(root / "metadata.parquet")
+        table = pd.read_parquet(root / "metadata.parquet")
     except Exception as e:  # Arrow raises its own error types
         raise ValueError(f"{root / 'metadata.parquet'}: unreadable ({e}); {REDO}") from e
-    return features, metadata
+    return features, table
 
 
 def embed_to_folder(
@@ -115,10 +125,91 @@ def embed_to_folder(
     num_workers: int | None = None,
     source: str = "",
     progress: bool = True,
+    engine: Engine = "local",
+    address: str | None = None,
+    actors: int | None = None,
 ) -> FeatureSet:
-    """Embed every record into ``out`` (see module docstring); bad files are skipped and listed."""
+    """Embed every record into ``out`` (see module docstring); bad files are skipped and listed.
+
+    ``engine="ray"`` runs the missing shards as a Ray Data pipeline on the cluster at ``address``
+    (None: a local one) with ``actors`` model replicas (see ``ray_engine``); the folder is the same.
+    """
     out = Path(out)
     check_metadata_columns(records.columns, f"the image list for {out}")
+    partial = _open_partial(records, backbone, out, shard_size, resume)
+    paths = records["path"].tolist()
+    spans = [
+        (start, min(start + shard_size, len(records)))
+        for start in range(0, len(records), shard_size)
+        if not shard_path(partial, start, shard_size).exists()  # finished before an interruption
+    ]
+    if engine == "ray":
+        from dinosearch.features.ray_engine import embed_shards
+
+        embed_shards(
+            paths,
+            [start for start, _ in spans],
+            shard_size,
+            partial,
+            backbone,
+            address=address,
+            actors=actors,
+            batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
+            num_workers=num_workers,
+            progress=progress,
+        )
+    elif engine != "local":
+        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    else:
+        _embed_shards(
+            paths,
+            spans,
+            partial,
+            shard_size,
+            backbone,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
+    return _consolidate(records, backbone, partial, out, pre_skipped, source)
+
+
+def embed_images(
+    images: str | Path,
+    backbone: Backbone,
+    out: str | Path,
+    *,
+    path_column: str | None = None,
+    label_from_folder: bool = True,
+    limit: int | None = None,
+    **options: Any,
+) -> FeatureSet:
+    """Embed an image folder or CSV/Parquet manifest into the features folder ``out``.
+
+    ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress,
+    engine, address, actors). ``images`` may also be a URI (``s3://bucket/films/``) that pyarrow or
+    fsspec can read. Files that are not images (``notes.txt``) and files that fail to decode are
+    listed in ``skipped.csv``; the count embedded is ``manifest["count"]``.
+    """
+    if is_uri(str(images)):
+        records, passed_over = load_uri_records(
+            str(images), path_column=path_column, label_from_folder=label_from_folder
+        )
+    else:
+        records, passed_over = load_records(
+            images, path_column=path_column, label_from_folder=label_from_folder
+        )
+    if limit is not None:
+        records = records.iloc[:limit].reset_index(drop=True)
+    return embed_to_folder(
+        records, backbone, out, pre_skipped=passed_over, source=str(images), **options
+    )
+
+
+def _open_partial(
+    records: pd.DataFrame, backbone: Backbone, out: Path, shard_size: int, resume: bool
+) -> Path:
+    """``OUT.partial/`` for this plan: kept on ``resume`` when the plan matches, else started anew."""
     partial = out.with_name(out.name + ".partial")
     for leftover in (out, partial):
         clean_leftovers(leftover)  # of a run killed mid-swap or mid-delete
@@ -136,48 +227,25 @@ def embed_to_folder(
         remove_dir(partial)  # no plan: killed before it was written; nothing to keep
     (partial / "shards").mkdir(parents=True, exist_ok=True)
     write_json(partial / "plan.json", plan)
-    spans = [
-        (start, min(start + shard_size, len(records)))
-        for start in range(0, len(records), shard_size)
-        if not _shard_file(partial, start, shard_size).exists()  # finished before an interruption
-    ]
-    _embed_shards(
-        records["path"].tolist(),
-        spans,
-        partial,
-        shard_size,
-        backbone,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-    )
-    return _consolidate(records, backbone, partial, out, pre_skipped, source)
+    return partial
 
 
-def embed_images(
-    images: str | Path,
-    backbone: Backbone,
-    out: str | Path,
-    *,
-    path_column: str | None = None,
-    label_from_folder: bool = True,
-    limit: int | None = None,
-    **options: Any,
-) -> FeatureSet:
-    """Embed an image folder or CSV/Parquet manifest into the features folder ``out``.
+def shard_path(partial: Path, start: int, shard_size: int) -> Path:
+    """Where the shard of records ``start`` … ``start + shard_size - 1`` is kept while running."""
+    return partial / "shards" / f"{start // shard_size:05d}.npz"
 
-    ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress).
-    Files that are not images (``notes.txt``) and files that fail to decode are listed in
-    ``skipped.csv``; the count embedded is ``manifest["count"]``.
-    """
-    records, passed_over = load_records(
-        images, path_column=path_column, label_from_folder=label_from_folder
+
+def write_shard(
+    shard: Path, positions: np.ndarray, features: np.ndarray, failures: list[tuple[int, str]]
+) -> None:
+    """Save one shard: kept positions (n,) sorted, their (n, D) features, failures (position, reason)."""
+    fail_pos = np.array([i for i, _ in failures], dtype=np.int64)
+    fail_reason = np.array([r for _, r in failures], dtype=str)
+    tmp = shard.with_name(shard.stem + ".tmp.npz")
+    np.savez(
+        tmp, positions=positions, features=features, fail_pos=fail_pos, fail_reason=fail_reason
     )
-    if limit is not None:
-        records = records.iloc[:limit].reset_index(drop=True)
-    return embed_to_folder(
-        records, backbone, out, pre_skipped=passed_over, source=str(images), **options
-    )
+    tmp.replace(shard)  # a shard either exists whole or not at all
 
 
 def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
@@ -186,9 +254,6 @@ def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
     except (FileNotFoundError, ValueError):
         return False
 
-
-def _shard_file(partial: Path, start: int, shard_size: int) -> Path:
-    return partial / "shards" / f"{start // shard_size:05d}.npz"
 
 
 def _embed_shards(
@@ -224,21 +289,8 @@ def _embed_shards(
                 else np.empty((0, backbone.embed_dim), np.float32)
             )
             failures = [(int(todo[i]), reasons.pop(i)) for i in local if i in reasons]
-            _write_shard(_shard_file(partial, start, shard_size), todo[kept], features, failures)
+            write_shard(shard_path(partial, start, shard_size), todo[kept], features, failures)
             written += 1
-
-
-def _write_shard(
-    shard: Path, positions: np.ndarray, features: np.ndarray, failures: list[tuple[int, str]]
-) -> None:
-    """One shard: positions (n,) into the records, features (n, D), failures [(position, reason)]."""
-    fail_pos = np.array([i for i, _ in failures], dtype=np.int64)
-    fail_reason = np.array([r for _, r in failures], dtype=str)
-    tmp = shard.with_name(shard.stem + ".tmp.npz")
-    np.savez(
-        tmp, positions=positions, features=features, fail_pos=fail_pos, fail_reason=fail_reason
-    )
-    tmp.replace(shard)  # a shard either exists whole or not at all
 
 
 def _consolidate(
@@ -249,27 +301,33 @@ def _consolidate(
     pre_skipped: pd.DataFrame | None,
     source: str,
 ) -> FeatureSet:
-    positions, chunks, fail_pos, fail_reason = [], [], [], []
-    for shard in sorted((partial / "shards").glob("*.npz")):
+    """Shards → the features folder; features.npy is written shard by shard (never all in memory)."""
+    shards = sorted((partial / "shards").glob("[0-9]*.npz"))
+    positions, fail_pos, fail_reason = [], [], []
+    for shard in shards:
         with np.load(shard) as z:
             positions.append(z["positions"])
-            chunks.append(z["features"])
             fail_pos.extend(z["fail_pos"].tolist())
             fail_reason.extend(z["fail_reason"].tolist())
     kept = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-    features = (
-        np.concatenate(chunks).astype(np.float32)
-        if chunks
-        else np.empty((0, backbone.embed_dim), np.float32)
+    result = partial / "result"
+    remove_dir(result)  # a previous folder swapped out here by a run killed before deleting it
+    result.mkdir()
+    features = np.lib.format.open_memmap(
+        result / "features.npy", "w+", np.float32, (len(kept), backbone.embed_dim)
     )
+    row = 0
+    for shard in shards:
+        with np.load(shard) as z:
+            chunk = z["features"]
+            features[row : row + len(chunk)] = chunk
+            row += len(chunk)
+    features.flush()
+    del features
     metadata = records.iloc[kept].reset_index(drop=True)
     skipped = pd.DataFrame({"path": records["path"].iloc[fail_pos].tolist(), "reason": fail_reason})
     if pre_skipped is not None and len(pre_skipped):
         skipped = pd.concat([pre_skipped[["path", "reason"]], skipped], ignore_index=True)
-    result = partial / "result"
-    remove_dir(result)  # a previous folder swapped out here by a run killed before deleting it
-    result.mkdir()
-    np.save(result / "features.npy", features)
     metadata.to_parquet(result / "metadata.parquet", index=False)
     skipped.to_csv(result / "skipped.csv", index=False)
     manifest = {

@@ -7,6 +7,7 @@ truth; an index is a cache rebuilt from it in seconds.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,17 @@ from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.features.folder import load_features
-from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index
+from dinosearch.index.assemble import Chunks, build, train_size
+from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index, estimate_bytes
 from dinosearch.index.handle import DATA_FILES, IndexHandle, load_index_adapter, open_index
-from dinosearch.index.knn import add_vectors, train_add
+from dinosearch.index.knn import add_vectors, sample
 from dinosearch.index.publish import next_version, publish, staging
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
+
+
+CHUNK = 65_536  # vectors per chunk read, adapted and added: 96 MiB of 384-d float32
 
 
 def vectors_fingerprint(backbone_fingerprint: str, adapter_fingerprint: str | None) -> str:
@@ -42,6 +47,7 @@ def build_index(
     index_type: IndexType = "auto",
     memory_budget_gb: float = 8.0,
     append: bool = False,
+    skip_existing: bool = False,
     params: dict[str, Any] | None = None,
     use_gpu: bool | None = None,
     keep: int = 3,
@@ -49,14 +55,19 @@ def build_index(
 ) -> IndexHandle:
     """Embed stored features (through ``adapter_dir`` when given), index them, publish a new version.
 
+    The features are read chunk by chunk from the memory-mapped ``features.npy``; quantizers are
+    trained on a sample, so only the index itself must fit in memory.
+
     Args:
         features_dir: a ``dinosearch embed`` output folder.
         out_dir: the index folder (``indexes/NAME``); created when absent.
         adapter_dir: a trained adapter folder, or None for the raw index.
         index_type: "flat" (exact), "ivf-flat", "ivf-pq", "hnsw", or "auto" (see ``choose_index``).
-        memory_budget_gb: what the index may occupy in memory; steers "auto".
+        memory_budget_gb: what the index may occupy in memory; steers "auto" and IVF-PQ's re-ranking.
         append: add these features to the live version as a new version, keeping its vectors.
-        params: overrides of the index parameters (nlist, nprobe, m, nbits, M, ef_construction, ef_search).
+        skip_existing: with ``append``, leave out ids the index already holds instead of refusing.
+        params: overrides of the index parameters (nlist, nprobe, m, nbits, refine, k_factor, M,
+            ef_construction, ef_search).
         use_gpu: None builds on the GPU when faiss sees one; False never; True requires one.
         keep: how many published versions to keep.
 
@@ -67,24 +78,26 @@ def build_index(
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     features_dir, out = Path(features_dir).resolve(), Path(out_dir)
-    fs = load_features(features_dir)
+    fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
     adapter = load_index_adapter(adapter_dir, fs.fingerprint)
-    vectors = to_vectors(fs.features, adapter)  # (N, D) unit float32
     table = _metadata_table(features_dir / "metadata.parquet")
     source = {
         "path": str(features_dir),
         "images": fs.manifest.get("images"),
-        "count": len(vectors),
+        "count": len(fs.features),
         "checksum": fs.manifest.get("checksums", {}).get("features.npy"),
     }
     if append:
-        return _append(out, vectors, table, fs.manifest["backbone"], adapter, source, keep)
-    if len(vectors) == 0:
+        return _append(
+            out, fs.features, table, fs.manifest["backbone"], adapter, source, keep, skip_existing
+        )
+    if len(fs.features) == 0:
         raise ValueError(f"{features_dir} holds no vectors; embed some images first")
-    kind, chosen = choose_index(
-        len(vectors), vectors.shape[1], index_type, memory_budget_gb, params
-    )
-    index, built_on = train_add(kind, chosen, vectors, use_gpu)
+    dim = adapter.out_dim if adapter is not None else int(fs.features.shape[1])
+    kind, chosen = choose_index(len(fs.features), dim, index_type, memory_budget_gb, params)
+    train = to_vectors(sample(fs.features, train_size(kind, chosen, len(fs.features))), adapter)
+    index, built_on = build(kind, chosen, dim, train, vector_chunks(fs.features, adapter), use_gpu)
+    del train
     manifest = {
         "kind": "index",
         "name": name or out.resolve().name,
@@ -96,14 +109,36 @@ def build_index(
         ),
         "features": source,
         "appended": [],
-        "dim": int(vectors.shape[1]),
+        "dim": int(dim),
         "metric": "inner_product",
         "normalized": True,
         "index_type": kind,
         "params": chosen,
+        "estimated_memory_gb": round(estimate_bytes(kind, index.ntotal, dim, chosen) / 2**30, 3),
         "built_on": built_on,
     }
     return _write_version(out, index, table, manifest, keep)
+
+
+def vector_chunks(
+    features: np.ndarray,
+    adapter: DomainAdapter | None,
+    rows: np.ndarray | None = None,
+    chunk: int = CHUNK,
+) -> Chunks:
+    """Passes over (n, D) features (a memmap; only ``rows`` when given) as unit-vector chunks."""
+
+    def passes() -> Iterator[np.ndarray]:
+        n = len(features) if rows is None else len(rows)
+        for start in range(0, n, chunk):
+            part = (
+                features[start : start + chunk]
+                if rows is None
+                else features[rows[start : start + chunk]]
+            )
+            yield to_vectors(part, adapter)  # (c, D') unit float32
+
+    return passes
 
 
 def _adapter_info(
@@ -129,15 +164,36 @@ def _metadata_table(path: Path) -> pa.Table:
 
 def _append(
     out: Path,
-    vectors: np.ndarray,
+    features: np.ndarray,
     table: pa.Table,
     backbone: dict[str, Any],
     adapter: DomainAdapter | None,
     source: dict[str, Any],
     keep: int,
+    skip_existing: bool,
 ) -> IndexHandle:
-    """Add (N, D) ``vectors`` and their metadata rows to the live version, as a new version."""
+    """Add the (N, D) ``features``' vectors and metadata rows to the live version, as a new version;
+    with ``skip_existing`` only the rows whose ids it lacks (none: the live version is returned)."""
     base = open_index(out)
+    _check_same_vectors(base, backbone, adapter)
+    rows = _new_rows(base, table, source["path"], skip_existing)
+    if rows is not None:
+        if len(rows) == 0:
+            return base
+        table = table.take(pa.array(rows))
+        source = {**source, "rows": _ranges(rows)}
+    for chunk in vector_chunks(features, adapter, rows)():
+        add_vectors(base.index, chunk)
+    merged = pa.concat_tables([base.table, table], promote_options="permissive")
+    manifest = copy.deepcopy(base.manifest)
+    manifest["appended"] = [*manifest.get("appended", []), {**source, "added": table.num_rows}]
+    return _write_version(out, base.index, merged, manifest, keep)
+
+
+def _check_same_vectors(
+    base: IndexHandle, backbone: dict[str, Any], adapter: DomainAdapter | None
+) -> None:
+    """Refuse to append vectors of another backbone or adapter than ``base``'s."""
     where = base.manifest_path
     if backbone["fingerprint"] != base.backbone_fingerprint:
         raise ValueError(
@@ -151,19 +207,28 @@ def _append(
             f"built with adapter {had} ({(base.manifest.get('adapter') or {}).get('path')}); "
             "pass the same --adapter (or none for a raw index), or rebuild"
         )
+
+
+def _new_rows(
+    base: IndexHandle, table: pa.Table, path: str, skip_existing: bool
+) -> np.ndarray | None:
+    """Rows of ``table`` whose ids ``base`` lacks (None: all of them); repeats are refused."""
     new_ids = table.column("id").to_pandas()
-    seen = set(base.table.column("id").to_pylist())
-    dupes = [i for i in new_ids[new_ids.duplicated() | new_ids.isin(seen)].unique()]
+    present = new_ids.isin(set(base.table.column("id").to_pylist())).to_numpy()
+    repeated = new_ids[new_ids.duplicated()].unique().tolist()
+    dupes = repeated if skip_existing else new_ids[present].unique().tolist() + repeated
     if dupes:
         raise ValueError(
-            f"{source['path']}: {len(dupes)} ids are already in {where} or repeated "
-            f"(e.g. {dupes[:5]}); embed only the new images and append those"
+            f"{path}: {len(dupes)} ids are already in {base.manifest_path} or repeated "
+            f"(e.g. {dupes[:5]}); embed only the new images and append those, or pass --skip-existing"
         )
-    add_vectors(base.index, vectors)
-    merged = pa.concat_tables([base.table, table], promote_options="permissive")
-    manifest = copy.deepcopy(base.manifest)
-    manifest["appended"] = [*manifest.get("appended", []), source]
-    return _write_version(out, base.index, merged, manifest, keep)
+    return np.flatnonzero(~present) if skip_existing and present.any() else None
+
+
+def _ranges(rows: np.ndarray) -> list[list[int]]:
+    """Sorted row numbers → [[start, stop), …] runs (the manifest's record of what was added)."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    return [[int(r[0]), int(r[-1]) + 1] for r in np.split(rows, breaks)]
 
 
 def _write_version(

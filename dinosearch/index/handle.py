@@ -23,6 +23,8 @@ from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.fields import Kind, check_fields
 from dinosearch.core.storage import read_json, sha256_file
 from dinosearch.features.folder import load_features
+from dinosearch.index.assemble import set_search_params
+from dinosearch.index.choose import SEARCH_PARAMS
 from dinosearch.index.knn import search_index
 from dinosearch.index.publish import VERSIONS, current_version
 
@@ -108,6 +110,14 @@ class IndexHandle:
         """(B, D) unit queries → scores (B, k), ids (B, k); exact Flat runs as one numpy matmul."""
         return search_index(self.index, queries, k)
 
+    def set_search_params(self, **params: float) -> None:
+        """Change search-time parameters (nprobe, k_factor, ef_search) of this opened index only."""
+        unknown = set(params) - set(SEARCH_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown search parameters {sorted(unknown)}; use {SEARCH_PARAMS}")
+        set_search_params(self.index, params)
+        self.manifest["params"] = {**self.manifest["params"], **params}
+
     def vectors(self) -> np.ndarray:
         """All (N, D) float32 unit vectors: read back from FAISS, or recomputed when it stores codes."""
         if self.manifest["index_type"] in EXACT_STORAGE:
@@ -187,6 +197,7 @@ def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
         )
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise ValueError(f"{vdir / 'index.faiss'}: not an inner-product index; rebuild the index")
+    set_search_params(index, manifest.get("params") or {})
     return IndexHandle(root, version, index, table, manifest)
 
 
@@ -217,5 +228,11 @@ def recompute_vectors(manifest: dict[str, Any], adapter: DomainAdapter | None) -
                 f"{src['path']}/manifest.json: features changed since the index was built; "
                 "rebuild the index"
             )
-        chunks.append(to_vectors(fs.features, adapter))
+        rows = rows_from_ranges(src["rows"]) if "rows" in src else slice(None)
+        chunks.append(to_vectors(fs.features[rows], adapter))
     return np.concatenate(chunks)
+
+
+def rows_from_ranges(ranges: list[list[int]]) -> np.ndarray:
+    """[[start, stop), …] runs (an append's ``rows`` in the manifest) → (n,) int64 row numbers."""
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])

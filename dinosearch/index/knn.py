@@ -7,9 +7,6 @@ their results are written into faiss indexes.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import faiss
 import numpy as np
 
@@ -104,22 +101,30 @@ def sample(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def train_pq(index: faiss.IndexIVFPQ, points: np.ndarray, niter: int) -> None:
-    """Codebooks of the residuals to their lists: one L2 k-means per sub-space, (m, ksub, dsub)."""
+    """Codebooks of the residuals to their lists: L2 k-means in all m sub-spaces at once, (m, ksub, dsub)."""
+    import torch
+
     centroids = index.quantizer.reconstruct_n(0, index.nlist)
     residuals = points - centroids[assign(points, centroids)]
-    pq, rng = index.pq, np.random.default_rng(0)
-    books = []
-    for j in range(pq.M):
-        sub = np.ascontiguousarray(residuals[:, j * pq.dsub : (j + 1) * pq.dsub])
-        c = sub[rng.choice(len(sub), pq.ksub, replace=len(sub) < pq.ksub)].copy()
-        for _ in range(niter):
-            labels = np.argmin((c * c).sum(1) - 2 * sub @ c.T, axis=1)
-            sums = np.zeros_like(c)
-            _scatter_add(sums, labels, sub)
-            counts = np.bincount(labels, minlength=pq.ksub)[:, None]
-            c = np.where(counts > 0, sums / np.maximum(counts, 1), c).astype(np.float32)
-        books.append(c)
-    faiss.copy_array_to_vector(np.stack(books).astype(np.float32).ravel(), pq.centroids)
+    pq, n = index.pq, len(points)
+    m, ksub, dsub = pq.M, pq.ksub, pq.dsub
+    x = torch.from_numpy(np.ascontiguousarray(residuals)).view(n, m, dsub).transpose(0, 1)
+    x = x.contiguous()  # (m, n, dsub)
+    seeds = np.random.default_rng(0).choice(n, ksub, replace=n < ksub)
+    books = x[:, torch.from_numpy(seeds)].clone()  # (m, ksub, dsub)
+    offsets = torch.arange(m)[:, None] * ksub  # sub-space j's codes live at j * ksub + code
+    for _ in range(niter):
+        labels = torch.empty((m, n), dtype=torch.long)
+        norms = (books * books).sum(-1)[:, None, :]  # (m, 1, ksub)
+        for s in range(0, n, 4096):  # (m, 4096, ksub) distances at a time: ≤ 400 MiB
+            dots = torch.bmm(x[:, s : s + 4096], books.transpose(1, 2))
+            labels[:, s : s + 4096] = (norms - 2 * dots).argmin(-1)
+        flat = (labels + offsets).reshape(-1)
+        sums = torch.zeros(m * ksub, dsub).index_add_(0, flat, x.reshape(-1, dsub))
+        counts = torch.bincount(flat, minlength=m * ksub)[:, None]
+        books = torch.where(counts > 0, sums / counts.clamp(min=1), books.reshape(-1, dsub))
+        books = books.view(m, ksub, dsub)
+    faiss.copy_array_to_vector(books.numpy().astype(np.float32).ravel(), pq.centroids)
     index.is_trained = True
     index.precompute_table()
 
@@ -133,69 +138,14 @@ def _scatter_add(sums: np.ndarray, labels: np.ndarray, x: np.ndarray) -> None:
 
 def add_vectors(index: faiss.Index, vectors: np.ndarray) -> None:
     """Append (N, D) vectors; ids continue from ``index.ntotal`` (IVF lists assigned by numpy)."""
-    if isinstance(index, faiss.IndexIVF) and len(vectors):
+    if isinstance(index, faiss.IndexRefine):  # candidates' index and re-ranking copy both grow
+        add_vectors(faiss.downcast_index(index.base_index), vectors)
+        index.refine_index.add(vectors)
+        index.ntotal = index.refine_index.ntotal
+    elif isinstance(index, faiss.IndexIVF) and len(vectors):
         from faiss.contrib.ivf_tools import add_preassigned
 
         centroids = index.quantizer.reconstruct_n(0, index.nlist)
         add_preassigned(index, np.ascontiguousarray(vectors), assign(vectors, centroids))
     else:
         index.add(vectors)
-
-
-def _factory(kind: str, dim: int, p: dict[str, Any]) -> faiss.Index:
-    spec = {
-        "flat": "Flat",
-        "ivf-flat": f"IVF{p.get('nlist')},Flat",
-        "ivf-pq": f"IVF{p.get('nlist')},PQ{p.get('m')}x{p.get('nbits', 8)}",
-        "hnsw": f"HNSW{p.get('M')},Flat",
-    }[kind]
-    index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    if isinstance(index, faiss.IndexIVF):
-        index.cp.niter = int(p.get("niter", 10))
-        index.cp.max_points_per_centroid = int(p.get("max_points_per_centroid", 40))
-        index.nprobe = int(p["nprobe"])
-    if isinstance(index, faiss.IndexIVFPQ):
-        index.pq.cp.niter = int(p.get("niter", 10))
-    if isinstance(index, faiss.IndexHNSW):
-        index.hnsw.efConstruction = int(p["ef_construction"])
-        index.hnsw.efSearch = int(p["ef_search"])
-    return index
-
-
-def train_add(
-    kind: str, p: dict[str, Any], vectors: np.ndarray, use_gpu: bool | None
-) -> tuple[faiss.Index, str]:
-    """A filled index of ``kind`` (see ``index.choose_index``): by faiss on a GPU it sees, else here.
-
-    Returns the CPU index and where it was built ("gpu" or "cpu").
-    """
-    index = _factory(kind, vectors.shape[1], p)
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if use_gpu and not gpus:
-        raise ValueError(
-            "a GPU build was asked for but faiss sees no GPU; install faiss-gpu or drop --gpu"
-        )
-    if gpus and use_gpu is not False and kind != "hnsw":  # faiss builds HNSW on the CPU only
-        try:
-            options = faiss.GpuClonerOptions()
-            options.useFloat16 = (
-                kind == "ivf-pq"
-            )  # PQ lookup tables only; stored codes do not change
-            gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index, options)
-            gpu.train(vectors)
-            gpu.add(vectors)
-            return faiss.index_gpu_to_cpu(gpu), "gpu"
-        except Exception as e:  # an unsupported parameter on the GPU is no reason to fail the build
-            if use_gpu:
-                raise
-            warnings.warn(f"GPU build failed ({e}); building on the CPU", stacklevel=2)
-            index = _factory(kind, vectors.shape[1], p)
-    if isinstance(index, faiss.IndexIVF):  # coarse k-means by BLAS matmul: see ``kmeans``
-        points = sample(vectors, int(p["nlist"]) * int(p.get("max_points_per_centroid", 40)))
-        index.quantizer.add(kmeans(points, int(p["nlist"]), niter=int(p.get("niter", 10))))
-    if isinstance(index, faiss.IndexIVFPQ):
-        points = sample(vectors, 64 * 2 ** int(p.get("nbits", 8)))
-        train_pq(index, points, int(p.get("niter", 10)))
-    index.is_trained = True  # quantizer (and codebooks) set above; Flat and HNSW need no training
-    add_vectors(index, vectors)
-    return index, "cpu"

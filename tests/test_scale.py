@@ -1,0 +1,94 @@
+"""Indexes beyond memory: re-ranked IVF-PQ chosen by budget, filled chunk by chunk; --skip-existing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import clustered_vectors, write_features_folder
+
+import dinosearch.index.build as build_module
+from dinosearch.adapt.vectors import to_vectors
+from dinosearch.cli import main
+from dinosearch.index import build_index, choose_index, estimate_bytes, exact_search, open_index
+
+
+def _folder(tmp_path: Path, name: str, feats: np.ndarray, ids: range, backbone) -> Path:  # type: ignore[no-untyped-def]
+    meta = {"id": [f"x{i}" for i in ids], "path": [f"/x/{i}.png" for i in ids]}
+    return write_features_folder(tmp_path / name, feats, meta, backbone.info())
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
+
+
+def test_the_budget_picks_the_reranking_copy() -> None:
+    kind, p = choose_index(5_000_000, 384, memory_budget_gb=4)
+    assert kind == "ivf-pq" and p["refine"] == "sq8" and p["k_factor"] == 32
+    assert estimate_bytes(kind, 5_000_000, 384, p) < 4 * 2**30 / 1.1
+    assert choose_index(1_000_000, 384, memory_budget_gb=1)[1]["refine"] == "fp16"
+    assert choose_index(5_000_000, 384, memory_budget_gb=0.5)[1]["refine"] == "none"
+    assert choose_index(5_000_000, 384, "ivf-pq", params={"refine": "flat"})[1]["refine"] == "flat"
+    with pytest.raises(ValueError, match="--pq-m 7 must divide"):
+        choose_index(1000, 384, "ivf-pq", params={"m": 7})
+    with pytest.raises(ValueError, match="--refine 'fp8'"):
+        choose_index(1000, 384, "ivf-pq", params={"refine": "fp8"})
+
+
+@pytest.mark.parametrize("refine", ["sq8", "fp16"])
+def test_reranked_ivf_pq_filled_in_chunks_keeps_its_recall(
+    tmp_path: Path, tiny_backbone, monkeypatch: pytest.MonkeyPatch, refine: str
+) -> None:
+    monkeypatch.setattr(build_module, "CHUNK", 333)  # 4000 vectors in 13 ragged chunks
+    feats = clustered_vectors(4000, 32, clusters=100, seed=3)
+    folder = _folder(tmp_path, "f", feats, range(4000), tiny_backbone)
+    params = {"refine": refine, "m": 8, "nprobe": 16}
+    handle = build_index(folder, tmp_path / "idx", index_type="ivf-pq", params=params)
+    queries = to_vectors(clustered_vectors(100, 32, clusters=100, seed=4))
+    _, truth = exact_search(to_vectors(feats), queries, 10)
+    scores, found = handle.search(queries, 10)
+    assert _recall(found, truth) >= 0.95, handle.manifest["params"]
+    reopened = open_index(tmp_path / "idx")
+    np.testing.assert_array_equal(reopened.search(queries, 10)[1], found)
+    assert reopened.metadata["id"].tolist() == [f"x{i}" for i in range(4000)]
+    reopened.set_search_params(nprobe=1, k_factor=1)  # a cheaper search finds less
+    assert _recall(reopened.search(queries, 10)[1], truth) < _recall(found, truth)
+    with pytest.raises(ValueError, match="unknown search parameters"):
+        reopened.set_search_params(nlist=3)
+
+
+def test_append_skip_existing_adds_only_new_ids(tmp_path: Path, tiny_backbone) -> None:
+    feats = clustered_vectors(400, 32, seed=5)
+    first = _folder(tmp_path, "a", feats[:300], range(300), tiny_backbone)
+    overlap = _folder(tmp_path, "b", feats[200:], range(200, 400), tiny_backbone)
+    params = {"nlist": 4, "m": 8, "refine": "fp16"}
+    build_index(first, tmp_path / "idx", index_type="ivf-pq", params=params)
+    with pytest.raises(ValueError, match="100 ids are already in.*--skip-existing"):
+        build_index(overlap, tmp_path / "idx", append=True)
+    handle = build_index(overlap, tmp_path / "idx", append=True, skip_existing=True)
+    assert handle.count == 400 and handle.version == "v000002"
+    assert handle.metadata["id"].tolist() == [f"x{i}" for i in range(400)]
+    assert handle.manifest["appended"][0]["rows"] == [[100, 200]]
+    assert handle.manifest["appended"][0]["added"] == 100
+    # vectors() of a compressed index are recomputed from the features, skipped rows left out
+    np.testing.assert_allclose(open_index(tmp_path / "idx").vectors(), to_vectors(feats), atol=1e-6)
+    again = build_index(overlap, tmp_path / "idx", append=True, skip_existing=True)
+    assert again.version == "v000002"  # nothing new: no new version
+
+
+def test_cli_skip_existing(
+    tmp_path: Path, tiny_backbone, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feats = clustered_vectors(60, 32, seed=6)
+    first = _folder(tmp_path, "a", feats[:40], range(40), tiny_backbone)
+    overlap = _folder(tmp_path, "b", feats[30:], range(30, 60), tiny_backbone)
+    out = str(tmp_path / "idx")
+    assert main(["index", "--features", str(first), "--out", out]) == 0
+    argv = ["index", "--features", str(overlap), "--out", out, "--append"]
+    assert main([*argv, "--skip-existing"]) == 0
+    assert "appended 20 new vectors" in capsys.readouterr().out
+    assert main([*argv, "--skip-existing"]) == 0
+    assert "appended 0 new vectors" in capsys.readouterr().out
+    assert main(["index", "--features", str(first), "--out", out, "--skip-existing"]) == 2
+    assert "only applies with --append" in capsys.readouterr().err
