@@ -80,14 +80,14 @@ def test_ray_resume_computes_only_the_missing_shards(
 
     out = films.parent / "resumed"
     argv = ["embed", "--images", str(films), "--out", str(out), *ARGS]
-    real_shard = featurestore._embed_shard
+    real_write = featurestore.write_shard
 
-    def killed_at_shard_2(paths, start, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if start >= 8:
+    def killed_at_shard_2(shard, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if int(shard.stem) >= 2:
             raise KeyboardInterrupt
-        real_shard(paths, start, *args, **kwargs)
+        real_write(shard, *args, **kwargs)
 
-    monkeypatch.setattr(featurestore, "_embed_shard", killed_at_shard_2)
+    monkeypatch.setattr(featurestore, "write_shard", killed_at_shard_2)
     assert main([*argv, "--workers", "0"]) == 130
     sent: list[list[int]] = []
     saved: list[str] = []

@@ -87,10 +87,17 @@ def load_features(folder: str | Path, *, verify: bool = False, metadata: bool = 
         raise ValueError(
             f"{root / 'features.npy'}: shape {features.shape}, manifest says {(count, dim)}; {REDO}"
         )
-    rows = len(table) if metadata else pq.ParquetFile(root / "metadata.parquet").metadata.num_rows
+    rows = len(table) if metadata else _parquet_rows(root / "metadata.parquet")
     if rows != count:
         raise ValueError(f"{root / 'metadata.parquet'}: {rows} rows, manifest says {count}; {REDO}")
     return FeatureSet(features, table, manifest)
+
+
+def _parquet_rows(path: Path) -> int:
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception as e:  # Arrow raises its own error types
+        raise ValueError(f"{path}: unreadable ({e}); {REDO}") from e
 
 
 def _read_data(root: Path, metadata: bool = True) -> tuple[np.ndarray, pd.DataFrame]:

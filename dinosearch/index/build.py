@@ -155,7 +155,10 @@ def _adapter_info(
 
 
 def _metadata_table(path: Path) -> pa.Table:
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{path}: unreadable ({e}); re-run `dinosearch embed`") from e
     check_metadata_columns(table.column_names, path)
     if "label" not in table.column_names:
         table = table.append_column("label", pa.nulls(table.num_rows, pa.string()))
