@@ -262,7 +262,6 @@ def _same_plan(partial: Path, plan: dict[str, Any]) -> bool:
         return False
 
 
-
 def _embed_shards(
     paths: list[str],
     spans: list[tuple[int, int]],
