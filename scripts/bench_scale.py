@@ -131,10 +131,9 @@ def bench(features: Path, root: Path, kind: str, budget: float, queries, truth) 
 def sweep(kind: str, p: dict) -> list[dict]:  # type: ignore[type-arg]
     """Search settings around the defaults, to show what recall costs."""
     if kind == "ivf-pq":
-        return [
-            {"nprobe": p["nprobe"] // 2, "k_factor": 8},
-            {"nprobe": p["nprobe"] * 2, "k_factor": 32},
-        ]
+        nprobe, k = int(p["nprobe"]), int(p.get("k_factor", 1))
+        grid = [(nprobe // 2, k // 4), (nprobe // 2, k), (nprobe, k // 2), (nprobe, k * 2)]
+        return [{"nprobe": a, "k_factor": b} for a, b in [*grid, (nprobe // 2, k * 2)]]
     if kind == "ivf-flat":
         return [{"nprobe": p["nprobe"] // 2}]
     if kind == "hnsw":
