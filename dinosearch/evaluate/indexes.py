@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.adapt.adapter import DomainAdapter, load_adapter
+from dinosearch.adapt.adapter import DomainAdapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.runtime import package_version
 from dinosearch.evaluate.ab import evaluate
 from dinosearch.evaluate.report import summary, write_report
-from dinosearch.features.folder import load_features
 from dinosearch.index import IndexHandle, open_index
+from dinosearch.index.handle import iter_sources
 
 
 def evaluate_indexes(
@@ -110,43 +110,17 @@ def _sources(handle: IndexHandle) -> list[dict[str, Any]]:
 
 def _features(raw: IndexHandle, override: str | Path | None) -> tuple[np.ndarray, str]:
     """(N, D) raw backbone features in the index's row order, checked against its manifest."""
-    sources = _sources(raw)
-    if override is not None and len(sources) > 1:
-        raise ValueError(
-            f"--features: {raw.path} was built from {len(sources)} features folders (appends); "
-            "move them back to the paths its manifest names"
-        )
-    chunks, ids = [], []
-    for src in sources:
-        path = Path(override) if override is not None else Path(src["path"])
-        if not (path / "manifest.json").is_file():
-            raise FileNotFoundError(
-                f"{raw.path}: the features folder it was built from, {path}, is gone; pass "
-                "--features FOLDER if it moved, or rebuild both indexes"
-            )
-        fs = load_features(path)
-        if fs.manifest["checksums"]["features.npy"] != src["checksum"]:
-            raise ValueError(
-                f"{path}: features changed since {raw.path} was built; rebuild both indexes "
-                "or pass --features with the folder they were built from"
-            )
-        chunks.append(np.asarray(fs.features, dtype=np.float32))
-        ids.append(fs.metadata["id"].astype(str))
-    if not pd.concat(ids).reset_index(drop=True).equals(raw.metadata["id"].astype(str)):
+    parts = list(iter_sources(raw.manifest, override))
+    ids = pd.concat([i for _, _, i in parts]).reset_index(drop=True)
+    if not ids.equals(raw.metadata["id"].astype(str)):
         raise ValueError(f"{raw.path}: metadata rows do not match its features folders; rebuild it")
-    where = ", ".join(str(override or s["path"]) for s in sources)
-    return np.concatenate(chunks), f"features folder {where}"
+    features = np.concatenate([np.asarray(f, dtype=np.float32) for _, f, _ in parts])
+    return features, f"features folder {', '.join(str(p) for p, _, _ in parts)}"
 
 
 def _adapter(adapted: IndexHandle, override: str | Path | None) -> DomainAdapter:
-    info = adapted.manifest["adapter"]
-    path = Path(override) if override is not None else Path(info["path"])
-    net = load_adapter(path, backbone_fingerprint=adapted.manifest["backbone"]["fingerprint"])
-    if net.fingerprint != info["fingerprint"]:
-        raise ValueError(
-            f"adapter at {path} is {net.fingerprint}, but {adapted.path} was built with "
-            f"{info['fingerprint']}; pass --adapter with that adapter or rebuild the index"
-        )
+    net = adapted.load_adapter(override)
+    assert net is not None  # _check_pair refused an adapted index without an adapter
     return net
 
 

@@ -9,6 +9,7 @@ Each version folder (``INDEX_DIR/versions/<v>/``, see ``publish.py``) holds::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,16 +90,20 @@ class IndexHandle:
         """The adapter's fingerprint, None for a raw index."""
         return (self.manifest.get("adapter") or {}).get("fingerprint")
 
-    def load_adapter(self) -> DomainAdapter | None:
-        """The adapter these vectors were made with (None: raw), refused if it changed since."""
+    def load_adapter(self, path: str | Path | None = None) -> DomainAdapter | None:
+        """The adapter these vectors were made with (None: raw), refused if it changed since.
+
+        ``path`` reads it from another folder (it moved) instead of the one the manifest names.
+        """
         info = self.manifest.get("adapter")
         if not info:
             return None
-        adapter = load_index_adapter(info["path"], self.backbone_fingerprint)
+        where = path if path is not None else info["path"]
+        adapter = load_index_adapter(where, self.backbone_fingerprint)
         if adapter is not None and adapter.fingerprint != info["fingerprint"]:
             raise ValueError(
-                f"adapter {info['path']} is now {adapter.fingerprint} but {self.manifest_path} "
-                f"was built with {info['fingerprint']}; rebuild the index with this adapter"
+                f"adapter {where} is now {adapter.fingerprint} but {self.manifest_path} was built "
+                f"with {info['fingerprint']}; pass --adapter with that adapter, or rebuild the index"
             )
         return adapter
 
@@ -220,17 +225,44 @@ def check_index_manifest(manifest: dict[str, Any], path: Path, *, verify: bool =
 
 def recompute_vectors(manifest: dict[str, Any], adapter: DomainAdapter | None) -> np.ndarray:
     """(N, D) unit vectors rebuilt from the features folders an index manifest names, via ``adapter``."""
-    chunks = []
-    for src in [manifest["features"], *manifest.get("appended", [])]:
-        fs = load_features(src["path"])
-        if fs.manifest.get("images") != src["images"] or len(fs.features) != src["count"]:
+    return np.concatenate([to_vectors(f, adapter) for _, f, _ in iter_sources(manifest)])
+
+
+def iter_sources(
+    manifest: dict[str, Any], override: str | Path | None = None
+) -> Iterator[tuple[Path, np.ndarray, pd.Series]]:
+    """The features an index was built from, in its row order: (folder, (n, D) features, (n,) ids)
+    for its first features folder and each appended one (only the rows an append added).
+
+    ``override`` reads a single-source index's features from another folder (it moved). Raises
+    FileNotFoundError when a folder is gone, ValueError when its features changed since the build.
+    """
+    sources = [manifest["features"], *manifest.get("appended", [])]
+    if override is not None and len(sources) > 1:
+        raise ValueError(
+            f"--features: this index was built from {len(sources)} features folders (appends); "
+            "move them back to the paths its manifest names"
+        )
+    for src in sources:
+        path = Path(override) if override is not None else Path(src["path"])
+        if not (path / "manifest.json").is_file():
+            raise FileNotFoundError(
+                f"the features folder this index was built from, {path}, is gone; pass "
+                "--features FOLDER if it moved, or rebuild the index"
+            )
+        fs = load_features(path)
+        checksum = fs.manifest.get("checksums", {}).get("features.npy")
+        if (
+            fs.manifest.get("images") != src["images"]
+            or len(fs.features) != src["count"]
+            or (src.get("checksum") is not None and checksum != src["checksum"])
+        ):
             raise ValueError(
-                f"{src['path']}/manifest.json: features changed since the index was built; "
-                "rebuild the index"
+                f"{path}: features changed since the index was built; rebuild the index, or "
+                "pass --features with the folder it was built from"
             )
         rows = rows_from_ranges(src["rows"]) if "rows" in src else slice(None)
-        chunks.append(to_vectors(fs.features[rows], adapter))
-    return np.concatenate(chunks)
+        yield path, fs.features[rows], fs.metadata["id"].astype(str).iloc[rows]
 
 
 def rows_from_ranges(ranges: list[list[int]]) -> np.ndarray:
