@@ -66,6 +66,14 @@ def brute_force_ranking(vectors: np.ndarray, query: np.ndarray) -> tuple[np.ndar
     return order, scores[order]
 
 
+def precision_at(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
+    """Leave-one-patient-out precision@k by brute force: a full float64 similarity matrix, sorted."""
+    scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
+    scores[groups[:, None] == groups[None, :]] = -np.inf  # the query and its patient's other films
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((labels[top] == labels[:, None]).mean())
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length."""
     return x / np.linalg.norm(x, axis=-1, keepdims=True)

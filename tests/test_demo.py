@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from helpers import demo_argv
+from helpers import demo_argv, precision_at
 
 from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
@@ -38,14 +37,6 @@ def test_demo_builds_everything(tiny_demo) -> None:
     }
 
 
-def _precision_at(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
-    """Leave-one-patient-out precision@k by brute force: a full float64 similarity matrix, sorted."""
-    scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
-    scores[groups[:, None] == groups[None, :]] = -np.inf  # the query and its patient's other films
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float((labels[top] == labels[:, None]).mean())
-
-
 def test_demo_report_scores_the_brute_force_ranking(tiny_demo) -> None:
     result = json.loads((tiny_demo / "reports/t/report.json").read_text())["result"]
     features = load_features(tiny_demo / "runs/t/features")
@@ -57,11 +48,11 @@ def test_demo_report_scores_the_brute_force_ranking(tiny_demo) -> None:
         ("adapted", to_vectors(features.features, adapter)),
     ):
         for k in (1, 3):
-            want = _precision_at(vectors, labels, groups, k)
+            want = precision_at(vectors, labels, groups, k)
             got = result["overall"][method][f"precision@{k}"]["mean"]
             assert got == pytest.approx(want, abs=1e-9), (method, k)
     # the films of one label cluster under the tiny backbone, so a wrong ranking scores differently
-    assert _precision_at(to_vectors(features.features), labels, groups, 1) == 1.0
+    assert precision_at(to_vectors(features.features), labels, groups, 1) == 1.0
 
 
 def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:

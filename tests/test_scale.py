@@ -6,11 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import clustered_vectors, write_features_folder
+from helpers import (
+    clustered_vectors,
+    precision_at,
+    save_untrained_adapter,
+    write_features_folder,
+)
 
 import dinosearch.index.build as build_module
+from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.cli import main
+from dinosearch.evaluate import evaluate_indexes
 from dinosearch.index import build_index, choose_index, estimate_bytes, exact_search, open_index
 
 
@@ -92,3 +99,45 @@ def test_cli_skip_existing(
     assert "appended 0 new vectors" in capsys.readouterr().out
     assert main(["index", "--features", str(first), "--out", out, "--skip-existing"]) == 2
     assert "only applies with --append" in capsys.readouterr().err
+
+
+def test_evaluation_of_an_index_grown_with_skip_existing(tmp_path: Path, tiny_backbone) -> None:
+    """The A/B report scores exactly the rows the indexes hold: the first folder, then only the
+    new rows of the overlapping append, aligned with their labels (brute force agrees)."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(4, 32))
+    labels = rng.integers(0, 4, 400)
+    feats = (centres[labels] + 1.0 * rng.normal(size=(400, 32))).astype(np.float32)
+
+    def folder(name: str, rows: range) -> Path:
+        meta = {
+            "id": [f"x{i}" for i in rows],
+            "path": [f"/x/{i}.png" for i in rows],
+            "label": [f"c{labels[i]}" for i in rows],
+            "patient_id": [f"p{i // 2}" for i in rows],  # two films per patient
+        }
+        return write_features_folder(
+            tmp_path / name, feats[rows.start : rows.stop], meta, tiny_backbone.info()
+        )
+
+    first, overlap = folder("a", range(0, 300)), folder("b", range(200, 400))
+    adapter = tmp_path / "adapter"
+    save_untrained_adapter(adapter, tiny_backbone)
+    for out, net in (("raw", None), ("adapted", adapter)):
+        build_index(first, tmp_path / out, adapter_dir=net, index_type="flat")
+        build_index(overlap, tmp_path / out, adapter_dir=net, append=True, skip_existing=True)
+
+    result, _, _ = evaluate_indexes(
+        tmp_path / "raw", tmp_path / "adapted", tmp_path / "report", n_boot=10, ks=[1, 5]
+    )
+    names = np.array([f"c{c}" for c in labels])
+    groups = np.arange(400) // 2
+    net = load_adapter(adapter)
+    for method, vectors in (("raw", to_vectors(feats)), ("adapted", to_vectors(feats, net))):
+        for k in (1, 5):
+            want = precision_at(vectors, names, groups, k)
+            assert result["overall"][method][f"precision@{k}"]["mean"] == pytest.approx(
+                want, abs=1e-9
+            )
+    # a misaligned read (the 500 rows of both folders, or labels shifted by the overlap) scores lower
+    assert precision_at(to_vectors(feats), names, groups, 1) > 0.9
