@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import TINY_CLI, read_cxr_manifest
+from helpers import TINY_CLI, assert_ranked, read_cxr_manifest
 
 from dinosearch.cli import main
 
@@ -45,6 +45,29 @@ def test_index_then_search(
     result = json.loads(capsys.readouterr().out)
     assert len(result["results"]) == 4 and all(r["view"] == "PA" for r in result["results"])
     assert all(r["patient_id"] != "p0" for r in result["results"])
+
+
+def test_search_time_parameters(
+    tiny_features: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    flat, ivf = str(tmp_path / "flat"), str(tmp_path / "ivf")
+    assert main(["index", "--features", str(tiny_features), "--out", flat]) == 0
+    argv = ["index", "--features", str(tiny_features), "--out", ivf, "--index-type", "ivf-flat"]
+    assert main([*argv, "--nlist", "3", "--nprobe", "1"]) == 0
+    capsys.readouterr()
+    query = pd.read_parquet(tiny_features / "metadata.parquet")["path"].iloc[5]
+
+    def ranked(index: str, *extra: str) -> tuple[list[str], list[float]]:
+        argv = ["search", "--index", index, "--image", query, "-k", "12", "--json", *extra]
+        assert main(argv) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        return [r["id"] for r in results], [r["score"] for r in results]
+
+    exact, _ = ranked(flat)
+    assert len(ranked(ivf)[0]) < 12  # one list of three holds fewer than all 12 images
+    assert_ranked(*ranked(ivf, "--nprobe", "3"), exact)  # every list: the exact ranking
+    assert main(["search", "--index", flat, "--image", query, "--nprobe", "3"]) == 2
+    assert "nprobe does not apply" in capsys.readouterr().err
 
 
 def test_user_errors_exit_2(

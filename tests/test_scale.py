@@ -19,6 +19,7 @@ from dinosearch.adapt.vectors import to_vectors
 from dinosearch.cli import main
 from dinosearch.evaluate import evaluate_indexes
 from dinosearch.index import build_index, choose_index, estimate_bytes, exact_search, open_index
+from dinosearch.search import VectorSearcher
 
 
 def _folder(tmp_path: Path, name: str, feats: np.ndarray, ids: range, backbone) -> Path:  # type: ignore[no-untyped-def]
@@ -141,3 +142,31 @@ def test_evaluation_of_an_index_grown_with_skip_existing(tmp_path: Path, tiny_ba
             )
     # a misaligned read (the 500 rows of both folders, or labels shifted by the overlap) scores lower
     assert precision_at(to_vectors(feats), names, groups, 1) > 0.9
+
+
+def test_search_params_are_checked_and_survive_a_new_version(tmp_path: Path, tiny_backbone) -> None:
+    feats = clustered_vectors(2000, 32, clusters=100, seed=8)
+    folder = _folder(tmp_path, "f", feats, range(2000), tiny_backbone)
+    params = {"nlist": 64, "m": 8, "refine": "fp16", "nprobe": 16}
+    build_index(folder, tmp_path / "idx", index_type="ivf-pq", params=params)
+    queries = to_vectors(clustered_vectors(100, 32, clusters=100, seed=9))
+    _, truth = exact_search(to_vectors(feats), queries, 10)
+
+    default = VectorSearcher(tmp_path / "idx")
+    cheap = VectorSearcher(tmp_path / "idx", search_params={"nprobe": 1, "k_factor": 1})
+    full = _recall(default.handle.search(queries, 10)[1], truth)
+    low = _recall(cheap.handle.search(queries, 10)[1], truth)
+    assert low < full and full >= 0.95
+    build_index(folder, tmp_path / "idx", index_type="ivf-pq", params=params)  # v000002
+    assert cheap.refresh() and cheap.handle.version == "v000002"
+    assert cheap.handle.manifest["params"]["nprobe"] == 1  # still the caller's, not the build's
+    assert _recall(cheap.handle.search(queries, 10)[1], truth) == low
+
+    build_index(folder, tmp_path / "flat", index_type="flat")
+    with pytest.raises(ValueError, match=r"nprobe does not apply to .*flat \(flat index\)"):
+        VectorSearcher(tmp_path / "flat", search_params={"nprobe": 4})
+    build_index(folder, tmp_path / "pq", index_type="ivf-pq", params={**params, "refine": "none"})
+    with pytest.raises(ValueError, match="k_factor does not apply.*no re-ranking copy"):
+        VectorSearcher(tmp_path / "pq", search_params={"k_factor": 4})
+    with pytest.raises(ValueError, match="nprobe must be ≥ 1, not 0"):
+        VectorSearcher(tmp_path / "idx", search_params={"nprobe": 0})

@@ -35,10 +35,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="table columns (comma-separated; the JSON has them all)",
     )
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    tune = p.add_argument_group("search-time parameters (default: those the index was built with)")
+    tune.add_argument("--nprobe", type=int, help="IVF lists to visit: more finds more, slower")
+    tune.add_argument(
+        "--k-factor", type=float, help="re-ranked IVF-PQ: candidates re-scored per result"
+    )
+    tune.add_argument("--ef-search", type=int, help="HNSW: candidate list size")
 
 
 def run(args: argparse.Namespace) -> int:
-    searcher = Searcher(args.index, device=resolve_device(args.device))
+    tuned = {"nprobe": args.nprobe, "k_factor": args.k_factor, "ef_search": args.ef_search}
+    searcher = Searcher(
+        args.index,
+        device=resolve_device(args.device),
+        search_params={name: v for name, v in tuned.items() if v is not None},
+    )
     if searcher.random_init:
         print(
             f"warning: {args.index} was built with a randomly initialised backbone "

@@ -120,6 +120,21 @@ class IndexHandle:
         unknown = set(params) - set(SEARCH_PARAMS)
         if unknown:
             raise ValueError(f"unknown search parameters {sorted(unknown)}; use {SEARCH_PARAMS}")
+        kind, refine = self.manifest["index_type"], self.manifest["params"].get("refine", "none")
+        applies = {
+            "nprobe": kind in ("ivf-flat", "ivf-pq"),
+            "k_factor": kind == "ivf-pq" and refine != "none",
+            "ef_search": kind == "hnsw",
+        }
+        for name, value in params.items():
+            if not applies[name]:
+                raise ValueError(
+                    f"{name} does not apply to {self.path} ({kind} index"
+                    f"{', no re-ranking copy' if kind == 'ivf-pq' else ''}); "
+                    "nprobe is for IVF indexes, k_factor for re-ranked IVF-PQ, ef_search for HNSW"
+                )
+            if not value >= 1:
+                raise ValueError(f"{name} must be ≥ 1, not {value!r}")
         set_search_params(self.index, params)
         self.manifest["params"] = {**self.manifest["params"], **params}
 

@@ -43,12 +43,23 @@ class VectorSearcher:
 
     Args:
         index_dir: an index folder written by ``build_index``.
+        search_params: search-time parameters (``nprobe``, ``k_factor``, ``ef_search``) instead of
+            those the index was built with; kept when a newer version is adopted.
     """
 
-    def __init__(self, index_dir: str | Path) -> None:
+    def __init__(
+        self, index_dir: str | Path, search_params: dict[str, float] | None = None
+    ) -> None:
         self.index_dir = Path(index_dir)
-        self.handle = _searchable(open_index(self.index_dir))
+        self.search_params = dict(search_params or {})
+        self.handle = self._open()
         self._rows = RowFilters(self.handle)
+
+    def _open(self) -> IndexHandle:
+        handle = _searchable(open_index(self.index_dir))
+        if self.search_params:
+            handle.set_search_params(**self.search_params)
+        return handle
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -71,7 +82,7 @@ class VectorSearcher:
         """Re-open the index if a newer version was published; True when it did."""
         if current_version(self.index_dir) == self.handle.version:
             return False
-        handle = _searchable(open_index(self.index_dir))
+        handle = self._open()
         self._adopt(handle)
         self.handle, self._rows = handle, RowFilters(handle)
         return True
@@ -173,6 +184,7 @@ class Searcher(VectorSearcher):
         backbone: an already loaded backbone to share (its fingerprint must match the index's);
             None loads the one the manifest describes.
         device: where the backbone and adapter run.
+        search_params: as for ``VectorSearcher``.
     """
 
     def __init__(
@@ -181,9 +193,10 @@ class Searcher(VectorSearcher):
         *,
         backbone: Backbone | None = None,
         device: str | torch.device = "cpu",
+        search_params: dict[str, float] | None = None,
     ) -> None:
         self.device = resolve_device(str(device))
-        super().__init__(index_dir)
+        super().__init__(index_dir, search_params)
         self.embedder = QueryEmbedder.for_index(self.handle, backbone=backbone, device=self.device)
 
     @property
