@@ -130,8 +130,10 @@ def bench(features: Path, root: Path, kind: str, budget: float, queries, truth) 
 
 def sweep(kind: str, p: dict) -> list[dict]:  # type: ignore[type-arg]
     """Search settings around the defaults, to show what recall costs."""
+    if kind == "ivf-pq" and p.get("refine", "none") == "none":  # no re-ranking copy: no k_factor
+        return [{"nprobe": p["nprobe"] // 2}, {"nprobe": p["nprobe"] * 2}]
     if kind == "ivf-pq":
-        nprobe, k = int(p["nprobe"]), int(p.get("k_factor", 1))
+        nprobe, k = int(p["nprobe"]), int(p["k_factor"])
         grid = [(nprobe // 2, k // 4), (nprobe // 2, k), (nprobe, k // 2), (nprobe, k * 2)]
         return [{"nprobe": a, "k_factor": b} for a, b in [*grid, (nprobe // 2, k * 2)]]
     if kind == "ivf-flat":
