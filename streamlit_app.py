@@ -15,11 +15,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog
+from dinosearch.app import catalog, views
 from dinosearch.app import compare as app
 from dinosearch.app import why as why_view
-from dinosearch.core.metrics import headline_k
-from dinosearch.evaluate.report import report_curve, report_table, verdicts
 from dinosearch.inputs.images import ImageReadError, read_image
 
 
@@ -100,25 +98,6 @@ def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Option
 # ---- main area ----
 
 
-def show_no_index(settings: app.AppSettings, problems: list[str]) -> None:
-    st.info(
-        f"No search index found in `{settings.indexes.resolve()}`.\n\n"
-        f"Build a raw and an adapted index of your images in one command:\n\n"
-        f"```\n{app.DEMO_COMMAND}\n```\n\n"
-        "then reload this page. Or point the app at another folder: "
-        "`streamlit run streamlit_app.py -- --indexes DIR` (or set `DINOSEARCH_INDEXES`)."
-    )
-    for p in problems:
-        st.warning(f"Unreadable index {p}")
-
-
-def show_index_table(infos: list[catalog.IndexInfo], problems: list[str]) -> None:
-    rows = [{"index": i.name, **i.describe()} for i in infos]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-    for p in problems:
-        st.warning(f"Unreadable index {p}")
-
-
 def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
     source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
@@ -155,75 +134,6 @@ def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] 
     }
 
 
-def show_query(query: dict[str, Any], pair: app.SideBySide) -> None:
-    pre = pair.preprocess
-    w, h = query["image"].size
-    st.image(app.model_view(query["image"], pre), width=220)
-    windowed = " DICOM windowed;" if query["name"].lower().endswith((".dcm", ".dicom")) else ""
-    st.caption(
-        f"As the backbone sees it:{windowed} {w}×{h} px resized to {pre.resize_size} px, "
-        f"centre-cropped to {pre.image_size}×{pre.image_size}."
-    )
-
-
-def show_agreement(agree: dict[str, float | None], k: int, took: float) -> None:
-    st.subheader(f"Agreement in the top {k}")
-    a, b, c = st.columns(3)
-    a.metric(
-        "Overlap",
-        f"{agree['overlap']:.0%}",
-        help=f"overlap@{k}: share of the top {k} in both lists",
-    )
-    raw, adapted = agree["raw_precision"], agree["adapted_precision"]
-    explain = f"precision@{k}: share of the top {k} with the query's label"
-    if raw is None or adapted is None:
-        b.metric("Raw precision", "—", help=explain)
-        c.metric("Adapted precision", "—", help=explain)
-        st.caption("Precision needs the query's finding: pick a collection image or set it.")
-    else:
-        b.metric("Raw precision", f"{raw:.2f}", help=explain)
-        delta = None if round(adapted - raw, 2) == 0 else f"{adapted - raw:+.2f}"
-        c.metric("Adapted precision", f"{adapted:.2f}", delta=delta, help=explain)
-    st.caption(
-        f":violet-badge[in both] marks cases found by both. Search took {took * 1000:.0f} ms."
-    )
-
-
-def show_results(title: str, result: Any, shared: set[str], columns: list[str], key: str) -> None:
-    st.subheader(title)
-    if len(result) == 0:
-        st.info("No image passes the filters.")
-        return
-    if len(result) > 1 and round(float(result.scores.max()), 3) == round(
-        float(result.scores.min()), 3
-    ):
-        st.caption(
-            "Scores differ only beyond the third decimal: this backbone barely tells them apart."
-        )
-    per_row = 4
-    with st.container(key=f"results-{key}"):
-        records = result.rows.to_dict("records")
-        for start in range(0, len(records), per_row):
-            for cell, r in zip(st.columns(per_row), records[start : start + per_row], strict=False):
-                with cell:
-                    show_card(r, str(r["id"]) in shared, columns)
-
-
-def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
-    thumb = app.thumbnail(str(r["path"]))
-    if thumb is None:
-        st.warning("image file missing")
-    else:
-        st.image(thumb, width="stretch")
-    badge = " :violet-badge[in both]" if both else ""
-    st.markdown(f"**#{r['rank']}** · {r['score']:.3f} · `{r['id']}`{badge}")
-    if "label" in columns:
-        st.markdown(f"**{r['label']}**")
-    extra = [f"{c}: {r[c]}" for c in columns if c != "label" and pd.notna(r[c])]
-    if extra:
-        st.caption(" · ".join(extra))
-
-
 def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options) -> None:
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
@@ -236,87 +146,37 @@ def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options)
         st.info("Upload a chest film or pick one from the collection to search.")
         return
     with top[1]:
-        show_query(query, pair)
+        views.show_query(query, pair)
     start = time.perf_counter()
     result = pair.query(
         query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
     )
     took = time.perf_counter() - start
     with top[2]:
-        show_agreement(app.agreement(result, query["label"], options.k), options.k, took)
+        views.show_agreement(app.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
     why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
     left, right = st.columns(2, gap="large")
     with left:
-        show_results("Raw backbone", result.raw, shared, options.columns, "raw")
-        show_why(why, "raw", result.raw, query["image"])
+        views.show_results("Raw backbone", result.raw, shared, options.columns, "raw")
+        views.show_why(why, "raw", result.raw, query["image"])
     with right:
         title = f"Adapted (adapter {info.adapted.adapter})"
-        show_results(title, result.adapted, shared, options.columns, "adapted")
-        show_why(why, "adapted", result.adapted, query["image"])
-
-
-def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any) -> None:
-    """On demand: one result's map over both films, in this column's vector space."""
-    if len(result) == 0:
-        return
-    records = result.rows.to_dict("records")
-    with st.container(key=f"why-{column}", border=True):
-        st.markdown(
-            "**Why similar?** Pick a result to see which patches of both films make the score."
-        )
-        labels = ["(choose a result)", *(f"#{r['rank']} · {r['id']}" for r in records)]
-        choice = st.selectbox("Result to explain", labels, key=f"why-pick-{column}")
-        matches = st.toggle("Best-match lines", key=f"why-matches-{column}")
-        if choice == labels[0]:
-            return
-        row = records[labels.index(choice) - 1]
-        view = why.view(column, query, str(row["path"]), matches=matches)
-        st.image(view.image, width="stretch", caption=f"query (left) · result {choice} (right)")
-        st.image(view.legend_bar, width="stretch")
-        st.caption(view.caption)
-        st.caption(view.legend)
-
-
-def evaluation_tab(pair: catalog.Comparison, settings: app.AppSettings) -> None:
-    report = catalog.find_report(pair, settings.reports)
-    if report is None:
-        st.info(
-            "No evaluation report for this pair yet. Make one (labels needed):\n\n```\n"
-            f"dinosearch eval --raw {pair.raw.path} --adapted {pair.adapted.path} "
-            f"--label-column label --group-column patient_id\n```"
-        )
-        return
-    meta, result = report.meta, report.result
-    st.subheader(f"Evaluation: {meta.get('raw_name')} vs {meta.get('adapted_name')}")
-    if meta.get("random_init"):
-        st.warning("Made with a randomly initialised (untrained) backbone: it tests the pipeline.")
-    if report.stale:
-        st.warning("An index was rebuilt since this report; re-run `dinosearch eval` to update it.")
-    st.caption(
-        f"{result['protocol']}, {result['queries']} queries, gallery {result['gallery']}; "
-        f"{meta.get('exclusion', '')}. 95% bootstrap intervals. Made {meta.get('created')}, "
-        f"`{report.folder}`."
-    )
-    key = f"precision@{headline_k(result['ks'])}"
-    st.markdown("\n".join(f"- {line}" for line in verdicts(result["overall"], key)))
-    st.dataframe(report_table(result))
-    st.line_chart(report_curve(result), x_label="k", y_label="precision@k")
-    if report.plot:
-        st.image(str(report.plot), caption="report.png")
+        views.show_results(title, result.adapted, shared, options.columns, "adapted")
+        views.show_why(why, "adapted", result.adapted, query["image"])
 
 
 def run(settings: app.AppSettings) -> None:
     infos, problems = catalog.discover_indexes(settings.indexes)
     if not infos:
-        show_no_index(settings, problems)
+        views.show_no_index(settings, problems)
         return
     chosen, why_not = sidebar_pair(infos)
     if chosen is None:
         st.error(f"Cannot compare: {why_not}.")
-        show_index_table(infos, problems)
+        views.show_index_table(infos, problems)
         return
     sidebar_describe(chosen)
     fingerprints = (chosen.raw.backbone["fingerprint"], chosen.adapted.backbone["fingerprint"])
@@ -332,9 +192,9 @@ def run(settings: app.AppSettings) -> None:
     with search:
         search_tab(pair, chosen, options)
     with evaluation:
-        evaluation_tab(chosen, settings)
+        views.evaluation_tab(chosen, settings)
     with indexes:
-        show_index_table(infos, problems)
+        views.show_index_table(infos, problems)
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""The app's views: Streamlit rendering of results, maps, reports and index tables (no logic).
+
+``streamlit_app.py`` lays out the page and calls these; what they show comes from ``compare``,
+``catalog`` and ``why``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dinosearch.app import catalog
+from dinosearch.app import compare as app
+from dinosearch.app import why as why_view
+from dinosearch.core.metrics import headline_k
+from dinosearch.evaluate.report import report_curve, report_table, verdicts
+
+
+def show_no_index(settings: app.AppSettings, problems: list[str]) -> None:
+    st.info(
+        f"No search index found in `{settings.indexes.resolve()}`.\n\n"
+        f"Build a raw and an adapted index of your images in one command:\n\n"
+        f"```\n{app.DEMO_COMMAND}\n```\n\n"
+        "then reload this page. Or point the app at another folder: "
+        "`streamlit run streamlit_app.py -- --indexes DIR` (or set `DINOSEARCH_INDEXES`)."
+    )
+    for p in problems:
+        st.warning(f"Unreadable index {p}")
+
+
+def show_index_table(infos: list[catalog.IndexInfo], problems: list[str]) -> None:
+    rows = [{"index": i.name, **i.describe()} for i in infos]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    for p in problems:
+        st.warning(f"Unreadable index {p}")
+
+
+def show_query(query: dict[str, Any], pair: app.SideBySide) -> None:
+    pre = pair.preprocess
+    w, h = query["image"].size
+    st.image(app.model_view(query["image"], pre), width=220)
+    windowed = " DICOM windowed;" if query["name"].lower().endswith((".dcm", ".dicom")) else ""
+    st.caption(
+        f"As the backbone sees it:{windowed} {w}×{h} px resized to {pre.resize_size} px, "
+        f"centre-cropped to {pre.image_size}×{pre.image_size}."
+    )
+
+
+def show_agreement(agree: dict[str, float | None], k: int, took: float) -> None:
+    st.subheader(f"Agreement in the top {k}")
+    a, b, c = st.columns(3)
+    a.metric(
+        "Overlap",
+        f"{agree['overlap']:.0%}",
+        help=f"overlap@{k}: share of the top {k} in both lists",
+    )
+    raw, adapted = agree["raw_precision"], agree["adapted_precision"]
+    explain = f"precision@{k}: share of the top {k} with the query's label"
+    if raw is None or adapted is None:
+        b.metric("Raw precision", "—", help=explain)
+        c.metric("Adapted precision", "—", help=explain)
+        st.caption("Precision needs the query's finding: pick a collection image or set it.")
+    else:
+        b.metric("Raw precision", f"{raw:.2f}", help=explain)
+        delta = None if round(adapted - raw, 2) == 0 else f"{adapted - raw:+.2f}"
+        c.metric("Adapted precision", f"{adapted:.2f}", delta=delta, help=explain)
+    st.caption(
+        f":violet-badge[in both] marks cases found by both. Search took {took * 1000:.0f} ms."
+    )
+
+
+def show_results(title: str, result: Any, shared: set[str], columns: list[str], key: str) -> None:
+    st.subheader(title)
+    if len(result) == 0:
+        st.info("No image passes the filters.")
+        return
+    if len(result) > 1 and round(float(result.scores.max()), 3) == round(
+        float(result.scores.min()), 3
+    ):
+        st.caption(
+            "Scores differ only beyond the third decimal: this backbone barely tells them apart."
+        )
+    per_row = 4
+    with st.container(key=f"results-{key}"):
+        records = result.rows.to_dict("records")
+        for start in range(0, len(records), per_row):
+            for cell, r in zip(st.columns(per_row), records[start : start + per_row], strict=False):
+                with cell:
+                    show_card(r, str(r["id"]) in shared, columns)
+
+
+def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
+    thumb = app.thumbnail(str(r["path"]))
+    if thumb is None:
+        st.warning("image file missing")
+    else:
+        st.image(thumb, width="stretch")
+    badge = " :violet-badge[in both]" if both else ""
+    st.markdown(f"**#{r['rank']}** · {r['score']:.3f} · `{r['id']}`{badge}")
+    if "label" in columns:
+        st.markdown(f"**{r['label']}**")
+    extra = [f"{c}: {r[c]}" for c in columns if c != "label" and pd.notna(r[c])]
+    if extra:
+        st.caption(" · ".join(extra))
+
+
+def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any) -> None:
+    """On demand: one result's map over both films, in this column's vector space."""
+    if len(result) == 0:
+        return
+    records = result.rows.to_dict("records")
+    with st.container(key=f"why-{column}", border=True):
+        st.markdown(
+            "**Why similar?** Pick a result to see which patches of both films make the score."
+        )
+        labels = ["(choose a result)", *(f"#{r['rank']} · {r['id']}" for r in records)]
+        choice = st.selectbox("Result to explain", labels, key=f"why-pick-{column}")
+        matches = st.toggle("Best-match lines", key=f"why-matches-{column}")
+        if choice == labels[0]:
+            return
+        row = records[labels.index(choice) - 1]
+        view = why.view(column, query, str(row["path"]), matches=matches)
+        st.image(view.image, width="stretch", caption=f"query (left) · result {choice} (right)")
+        st.image(view.legend_bar, width="stretch")
+        st.caption(view.caption)
+        st.caption(view.legend)
+
+
+def evaluation_tab(pair: catalog.Comparison, settings: app.AppSettings) -> None:
+    report = catalog.find_report(pair, settings.reports)
+    if report is None:
+        st.info(
+            "No evaluation report for this pair yet. Make one (labels needed):\n\n```\n"
+            f"dinosearch eval --raw {pair.raw.path} --adapted {pair.adapted.path} "
+            f"--label-column label --group-column patient_id\n```"
+        )
+        return
+    meta, result = report.meta, report.result
+    st.subheader(f"Evaluation: {meta.get('raw_name')} vs {meta.get('adapted_name')}")
+    if meta.get("random_init"):
+        st.warning("Made with a randomly initialised (untrained) backbone: it tests the pipeline.")
+    if report.stale:
+        st.warning("An index was rebuilt since this report; re-run `dinosearch eval` to update it.")
+    st.caption(
+        f"{result['protocol']}, {result['queries']} queries, gallery {result['gallery']}; "
+        f"{meta.get('exclusion', '')}. 95% bootstrap intervals. Made {meta.get('created')}, "
+        f"`{report.folder}`."
+    )
+    key = f"precision@{headline_k(result['ks'])}"
+    st.markdown("\n".join(f"- {line}" for line in verdicts(result["overall"], key)))
+    st.dataframe(report_table(result))
+    st.line_chart(report_curve(result), x_label="k", y_label="precision@k")
+    if report.plot:
+        st.image(str(report.plot), caption="report.png")
