@@ -17,11 +17,11 @@
 # for the target's Python, 3.12 by default), installed with no index into /tmp/dinosearch-site.
 #
 # Prints, most important first: the GPU and versions; bench_embed ViT-B/14 (random weights: it
-# measures speed) by default, then with --half --compile (the fastest forward it offers); the GPU
-# tests; the demo (ViT-B/14) on CUDA; bench_embed ViT-B/14 --compile; ViT-S/14 default and
-# --half --compile. Each step has a time cap and the whole run stops after $GPU_CHECK_SECONDS
-# (default 300); a step that runs out says so and the next one starts; steps past the budget say
-# "skipped". $GPU_CHECK_N images per bench (default 32768 on CUDA, so that starting the workers is a
+# measures speed) by default, then with --half --compile (the fastest forward it offers), then the
+# loader alone (everything but the forward); the GPU tests; the demo (ViT-B/14) on CUDA;
+# bench_embed ViT-B/14 --compile; ViT-S/14 default and --half --compile. Each step has a time cap
+# and the whole run stops after $GPU_CHECK_SECONDS (default 300); a step that runs out says so
+# and the next one starts; steps past the budget say "skipped". $GPU_CHECK_N images per bench (default 32768 on CUDA, so that starting the workers is a
 # small part of each timing). A copy goes to $GPU_CHECK_LOG (default /tmp/gpu_check.log).
 set -uo pipefail
 
@@ -115,6 +115,7 @@ EOF
 
 bench 60 "$BIG"
 ((DRY)) || bench 150 "$BIG" --half --compile
+bench 30 "$BIG" --loader-only  # the rate a faster model would wait for
 
 # Only the files with GPU tests: the others import what a CUDA image may lack (streamlit, ray).
 mapfile -t GPU_TESTS < <(grep -l "pytest.mark.gpu" tests/test_*.py)
