@@ -21,8 +21,8 @@
 # loader alone (everything but the forward); the GPU tests; the demo (ViT-B/14) on CUDA;
 # bench_embed ViT-B/14 --compile; ViT-S/14 default and --half --compile. Each step has a time cap
 # and the whole run stops after $GPU_CHECK_SECONDS (default 300); a step that runs out says so
-# and the next one starts; steps past the budget say "skipped". $GPU_CHECK_N images per bench (default 32768 on CUDA, so that starting the workers is a
-# small part of each timing). A copy goes to $GPU_CHECK_LOG (default /tmp/gpu_check.log).
+# and the next one starts; steps past the budget say "skipped". $GPU_CHECK_N images per bench
+# (default 32768 on CUDA, so that starting the workers is a small part of each timing). A copy goes to $GPU_CHECK_LOG (default /tmp/gpu_check.log).
 set -uo pipefail
 
 DRY=0
