@@ -4,12 +4,13 @@
 #
 #   bash scripts/gpu_wheels.sh                  # here, with network: the missing wheels → .whl/
 #   bash scripts/gpu_check.sh [JPEG_FOLDER [DEMO_IMAGES]]      # there, on the CUDA machine
-#   bash scripts/gpu_check.sh --dry-run [JPEG_FOLDER]          # no GPU: every step on CPU, tiny sizes
+#   bash scripts/gpu_check.sh --dry-run [JPEG_FOLDER]          # no GPU: each step on CPU, tiny
 #
-# JPEG_FOLDER: images for scripts/bench_embed.py; default the bundled sample (dinosearch/sample/images,
-#   320 256-px chest X-ray JPEGs, the kind of the figures), repeated to $GPU_CHECK_N images.
-# DEMO_IMAGES: labelled folder or manifest for `dinosearch demo`; default JPEG_FOLDER/../manifest.csv
-#   or JPEG_FOLDER/manifest.csv when present, else JPEG_FOLDER when it has labelled sub-folders,
+# JPEG_FOLDER: images for scripts/bench_embed.py; default the bundled sample
+#   (dinosearch/sample/images: 320 256-px chest X-ray JPEGs, the kind of the figures),
+#   repeated to $GPU_CHECK_N images.
+# DEMO_IMAGES: labelled folder or manifest for `dinosearch demo`; default
+#   JPEG_FOLDER/../manifest.csv or JPEG_FOLDER/manifest.csv when present, else JPEG_FOLDER when it has labelled sub-folders,
 #   else the bundled sample (dinosearch/sample, 320 films).
 #
 # Python: $PYTHON (default python3) with PyTorch + torchvision for CUDA preinstalled. What else is
@@ -22,7 +23,8 @@
 # bench_embed ViT-B/14 --compile; ViT-S/14 default and --half --compile. Each step has a time cap
 # and the whole run stops after $GPU_CHECK_SECONDS (default 300); a step that runs out says so
 # and the next one starts; steps past the budget say "skipped". $GPU_CHECK_N images per bench
-# (default 32768 on CUDA, so that starting the workers is a small part of each timing). A copy goes to $GPU_CHECK_LOG (default /tmp/gpu_check.log).
+# (default 32768 on CUDA, so that starting the workers is a small part of each timing). A copy
+# goes to $GPU_CHECK_LOG (default /tmp/gpu_check.log).
 set -uo pipefail
 
 DRY=0
@@ -31,7 +33,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then
   shift
 fi
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 IMAGES="${1:-dinosearch/sample/images}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The wheels scripts/gpu_check.sh needs on a CUDA machine without network, fetched here (with network)
-# into .whl/ (git-ignored). Run it from anywhere:
+# The wheels scripts/gpu_check.sh needs on a CUDA machine without network, fetched here (with
+# network) into .whl/ (git-ignored). Run it from anywhere:
 #
 #   bash scripts/gpu_wheels.sh [PYTHON_VERSION]      # default 3.12 → .whl/ (about 39 MB)
 #   WHEEL_DIR=/path bash scripts/gpu_wheels.sh 3.11
