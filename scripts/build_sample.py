@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from dinosearch.core.storage import replace_dir
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = (REPO / ".." / "shared" / "data" / "cxr").resolve()
 DEFAULT_OUT = REPO / "dinosearch" / "sample"
@@ -350,10 +352,9 @@ source set, `--count` and `--seed`; `tests/test_sample.py` checks the shipped co
 
 
 def write_atomic(out: Path, man: pd.DataFrame, data: dict[str, bytes], text: str) -> None:
-    """Write the sample to a temporary folder beside ``out``, then swap it in place of ``out``."""
+    """Write the sample to a temporary folder beside ``out``, then swap it in (``replace_dir``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"  # clean_leftovers' name for a staged copy
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (tmp / "images").mkdir(parents=True)
@@ -361,15 +362,9 @@ def write_atomic(out: Path, man: pd.DataFrame, data: dict[str, bytes], text: str
             (tmp / "images" / f"{image_id}.jpg").write_bytes(raw)
         man.to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
         (tmp / "README.md").write_text(text, encoding="utf-8")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
+        replace_dir(tmp, out)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
