@@ -37,15 +37,8 @@ from PIL import Image
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.backbones.transforms import Normalizer, uint8_transform
 from dinosearch.core.runtime import resolve_device
-from dinosearch.features.extract import default_batch_size, extract_features
-from dinosearch.features.loader import (
-    ImageDataset,
-    collate,
-    default_workers,
-    make_loader,
-    read_reduced,
-    to_device,
-)
+from dinosearch.features.extract import default_batch_size, extract_features, input_batches
+from dinosearch.features.loader import collate, default_workers, read_reduced
 from dinosearch.inputs.images import read_image
 
 CXR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "images"
@@ -172,14 +165,11 @@ def loader_only(args: argparse.Namespace, backbone: Backbone, batch: int, paths:
     device = next(backbone.parameters()).device
     pre = backbone.preprocess
     workers = args.workers if args.workers is not None else default_workers(device)
-    dataset = ImageDataset(paths, uint8_transform(pre), read=read_reduced(pre.resize_size))
-    normalise = Normalizer(pre, backbone.input_dtype)
     sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     best = 0.0
     for _ in range(args.repeats):
         start, n = time.perf_counter(), 0
-        loader = make_loader(dataset, batch_size=batch, num_workers=workers, device=device)
-        for b, _ in to_device(loader, device, normalise):
+        for b, _ in input_batches(paths, backbone, batch, num_workers=workers):
             assert not b.failures, b.failures[:3]
             n += len(b.indices)
         sync()

@@ -53,22 +53,40 @@ def iter_features(
     ``torch.inference_mode``; on CUDA with fp16 autocast (or fp16 weights), fp32 on CPU.
     """
     device = next(backbone.parameters()).device
-    pre = backbone.preprocess
-    size = batch_size or default_batch_size(device, pre.image_size)
-    dataset = (
-        ImageDataset(paths, uint8_transform(pre), read=read_reduced(pre.resize_size))
-        if transform is None
-        else ImageDataset(paths, transform, seed)
+    size = batch_size or default_batch_size(device, backbone.preprocess.image_size)
+    batches = input_batches(
+        paths, backbone, size, transform=transform, num_workers=num_workers, seed=seed
     )
-    workers = default_workers(device) if num_workers is None else num_workers
-    loader = make_loader(dataset, batch_size=size, num_workers=workers, device=device)
-    batches = to_device(loader, device, Normalizer(pre, backbone.input_dtype))
     pad_to = size if "compiled" in backbone.speedups else 0  # one shape, one compilation
     desc = progress if isinstance(progress, str) else "embed"
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
         for batch, feats in _forward(batches, backbone, pad_to):
             bar.update(len(batch.indices) + len(batch.failures))
             yield batch.indices.numpy(), feats, batch.failures
+
+
+def input_batches(
+    paths: Sequence[str],
+    backbone: Backbone,
+    batch_size: int,
+    *,
+    transform: ImageTransform | None = None,
+    num_workers: int | None = None,
+    seed: int | None = None,
+) -> Iterator[tuple[Batch, torch.Tensor | None]]:
+    """The backbone's inputs batch by batch: (batch, (b, 3, S, S) normalised on its device, or None
+    when every image of the batch failed). Decoded by ``num_workers`` processes (default by device);
+    without ``transform``, as uint8 crops normalised on the device (``loader.py``)."""
+    device = next(backbone.parameters()).device
+    pre = backbone.preprocess
+    dataset = (
+        ImageDataset(paths, uint8_transform(pre), read=read_reduced(pre.resize_size))
+        if transform is None
+        else ImageDataset(paths, transform, seed)
+    )
+    workers = default_workers(device) if num_workers is None else num_workers
+    loader = make_loader(dataset, batch_size=batch_size, num_workers=workers, device=device)
+    return to_device(loader, device, Normalizer(pre, backbone.input_dtype))
 
 
 def _forward(
