@@ -34,9 +34,9 @@ from pathlib import Path
 dest, present = Path(sys.argv[1]), set(sys.argv[2].split())
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 wheels = sorted(dest.glob("*.whl"))
-have = {norm(w.name.split("-")[0]) for w in wheels}
 names = [norm(w.name.split("-")[0]) for w in wheels]
-if len(names) != len(set(names)):
+have = set(names)
+if len(names) != len(have):
     sys.exit(f"gpu_wheels: two versions of one package in {dest}; pip installs neither. Empty it and rerun.")
 missing = set()
 for wheel in wheels:
