@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dinosearch"
 # Bottom to top. core holds what every stage may use (files, devices, column roles, ranking).
 STAGES = [
-    "core", "inputs", "backbones", "features", "adapt", "index", "search", "explain", "evaluate", "app",
+    "core", "inputs", "backbones", "features", "adapt", "index", "search", "explain", "evaluate",
+    "audit", "sync", "serve", "app",
 ]  # fmt: skip
 # Above the stages: the end-to-end job and public API, then the command line that calls them.
 TOP = {
