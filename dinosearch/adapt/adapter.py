@@ -7,7 +7,7 @@ An adapter folder holds ``adapter.safetensors`` (weights and the standardisation
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def save_adapter(
             "data": data,
             "metrics": metrics,
             "dinosearch_version": package_version(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )
     adapter.fingerprint = fingerprint

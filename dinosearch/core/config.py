@@ -134,9 +134,7 @@ def _flag(f: dataclasses.Field[Any]) -> str:
 
 def flags_of(cls: type) -> dict[str, str]:
     """field name → its command-line flag, for every field on the command line."""
-    return {
-        f.name: _flag(f) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)
-    }
+    return {f.name: _flag(f) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
 
 
 def add_config_arguments(

@@ -7,7 +7,7 @@ keep no exact vectors, and the whitening baseline needs the backbone's raw featu
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,6 @@ def _meta(
             "shrinkage": 0.1,
         },
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dinosearch_version": package_version(),
     }

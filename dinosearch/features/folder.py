@@ -14,7 +14,7 @@ alike); ``resume=True`` keeps finished shards and computes only the missing ones
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,7 +344,7 @@ def _consolidate(
         "skipped": int(len(skipped)),
         "source": source,
         "images": records_fingerprint(metadata),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dinosearch_version": package_version(),
         "checksums": {n: sha256_file(result / n) for n in DATA_FILES},
     }

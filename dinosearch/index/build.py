@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,7 +246,7 @@ def _write_version(
             **manifest,
             "version": version,
             "count": int(index.ntotal),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "checksums": {n: sha256_file(tmp / n) for n in DATA_FILES},
         }
         write_json(tmp / "manifest.json", manifest)
