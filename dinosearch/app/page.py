@@ -1,7 +1,8 @@
-"""dinosearch app: query by chest X-ray, raw and adapted results side by side (UI only; logic in dinosearch/).
+"""dinosearch app: query by chest X-ray, raw and adapted results side by side (UI layout only).
 
-Run: ``streamlit run streamlit_app.py [-- --indexes DIR --reports DIR --show-columns a,b]``.
-Local only, no patient columns unless --show-columns lists them: see docs/reliability.md.
+Run: ``dinosearch app [--indexes DIR --reports DIR --show-columns a,b]`` (it runs
+``streamlit run`` on this file). Local only; cards show label, view and source_repo unless
+--show-columns allows more: see docs/reliability.md. Drawing is ``render.py``, logic ``compare.py``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog, views
-from dinosearch.app import compare as app
+from dinosearch.app import catalog, compare, render
 from dinosearch.app import why as why_view
+from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
 
 
@@ -25,13 +26,14 @@ from dinosearch.inputs.images import ImageReadError, read_image
 class Options:
     k: int
     columns: list[str]
+    show_id: bool
     filters: dict[str, list[Any]]
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
-def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> app.SideBySide:
+def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> compare.SideBySide:
     """One backbone and two indexes per pair; a rebuild with another backbone makes a new entry."""
-    return app.SideBySide(raw, adapted)
+    return compare.SideBySide(raw, adapted)
 
 
 @st.cache_resource(max_entries=4)
@@ -59,7 +61,7 @@ def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.Comparison | N
         return None, (
             "no raw + adapted pair of the same images and backbone was found. Build the adapted "
             "index with `dinosearch index --features F --adapter A --out indexes/NAME`, or run "
-            f"`{app.DEMO_COMMAND}`"
+            f"`{compare.DEMO_COMMAND}`"
         )
     pair = st.sidebar.selectbox("Index pair (raw ↔ adapted)", pairs, format_func=lambda p: p.label)
     return pair, None
@@ -68,16 +70,16 @@ def sidebar_pair(infos: list[catalog.IndexInfo]) -> tuple[catalog.Comparison | N
 def sidebar_describe(pair: catalog.Comparison) -> None:
     for title, info in (("Raw", pair.raw), ("Adapted", pair.adapted)):
         rows = info.describe()
-        lines = "\n".join(f"- **{k}**: {v}" for k, v in rows.items())
-        st.sidebar.markdown(f"**{title}** · `{info.name}`\n{lines}")
+        lines = "\n".join(f"- **{k}**: {escape_markdown(v)}" for k, v in rows.items())
+        st.sidebar.markdown(f"**{title}** · {escape_markdown(info.name)}\n{lines}")
 
 
-def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Options:
+def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Options:
     st.sidebar.header("Results")
     k = st.sidebar.slider(
         "Results per column (k)", 1, min(50, len(metadata)), min(8, len(metadata))
     )
-    allowed = app.display_columns(list(metadata.columns), settings.show_columns)
+    allowed = compare.display_columns(list(metadata.columns), settings.show_columns)
     columns = st.sidebar.multiselect(
         "Metadata shown",
         allowed,
@@ -85,38 +87,42 @@ def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Option
         help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
     filters = {}
-    options = app.filter_options(metadata, columns)
+    options = compare.filter_options(metadata, columns)
     if options:
         with st.sidebar.expander("Filter results"):
             for column, values in options.items():
-                picked = st.multiselect(column, values, key=f"filter-{column}")
+                picked = st.multiselect(column, values, key=f"filter-{column}", format_func=cut)
                 if picked:
                     filters[column] = picked
-    return Options(k, columns, filters)
+    return Options(k, columns, settings.show_id, filters)
 
 
 # ---- main area ----
 
 
-def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] | None:
+def query_input(
+    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool
+) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
     source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
-            max_upload_size=app.MAX_UPLOAD_MB,
+            max_upload_size=compare.MAX_UPLOAD_MB,
         )
         labels = sorted(metadata["label"].dropna().unique().tolist(), key=str)
-        known = st.selectbox("Known finding (optional, for precision)", ["(unknown)", *labels])
+        known = st.selectbox(
+            "Known finding (optional, for precision)", ["(unknown)", *labels], format_func=cut
+        )
         if upload is None:
             return None
-        image = app.read_query(upload.getvalue(), upload.name)
+        image = compare.read_query(upload.getvalue(), upload.name)
         label = None if known == "(unknown)" else known
         return {"image": image, "name": upload.name, "label": label, "exclude": None}
     row = st.selectbox(
         "Image from the indexed collection",
         range(len(metadata)),
-        format_func=lambda i: f"{metadata['id'].iat[i]} · {metadata['label'].iat[i]}",
+        format_func=lambda i: collection_choice(metadata, i, show_id),
     )
     group = "patient_id" if "patient_id" in metadata.columns else "id"
     exclude = st.checkbox(
@@ -134,49 +140,62 @@ def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] 
     }
 
 
-def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options) -> None:
+def collection_choice(metadata: pd.DataFrame, i: int, show_id: bool) -> str:
+    """How film ``i`` of the collection is named in the picker: id only where allowed."""
+    name = cut(metadata["id"].iat[i], 40) if show_id else f"film {i + 1}"
+    return f"{name} · {cut(metadata['label'].iat[i], 40)}"
+
+
+def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Options) -> None:
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
-            query = query_input(pair, pair.raw.metadata)
+            query = query_input(pair, pair.raw.metadata, options.show_id)
         except ImageReadError as e:
-            st.error(f"Could not read {e.path}: {e.reason}. Use a PNG, JPEG or DICOM chest film.")
+            st.error(
+                render.message(f"Could not read {e.path}: {e.reason}.")
+                + " Use a PNG, JPEG or DICOM chest film."
+            )
             return
     if query is None:
         st.info("Upload a chest film or pick one from the collection to search.")
         return
     with top[1]:
-        views.show_query(query, pair)
+        render.show_query(query, pair)
     start = time.perf_counter()
     result = pair.query(
         query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
     )
     took = time.perf_counter() - start
     with top[2]:
-        views.show_agreement(app.agreement(result, query["label"], options.k), options.k, took)
+        render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
     why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
     left, right = st.columns(2, gap="large")
     with left:
-        views.show_results("Raw backbone", result.raw, shared, options.columns, "raw")
-        views.show_why(why, "raw", result.raw, query["image"])
+        render.show_results(
+            "Raw backbone", result.raw, shared, options.columns, "raw", options.show_id
+        )
+        render.show_why(why, "raw", result.raw, query["image"], options.show_id)
     with right:
         title = f"Adapted (adapter {info.adapted.adapter})"
-        views.show_results(title, result.adapted, shared, options.columns, "adapted")
-        views.show_why(why, "adapted", result.adapted, query["image"])
+        render.show_results(
+            title, result.adapted, shared, options.columns, "adapted", options.show_id
+        )
+        render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
 
 
-def run(settings: app.AppSettings) -> None:
+def run(settings: compare.AppSettings) -> None:
     infos, problems = catalog.discover_indexes(settings.indexes)
     if not infos:
-        views.show_no_index(settings, problems)
+        render.show_no_index(settings, problems)
         return
     chosen, why_not = sidebar_pair(infos)
     if chosen is None:
-        st.error(f"Cannot compare: {why_not}.")
-        views.show_index_table(infos, problems)
+        st.error(render.message(f"Cannot compare: {why_not}."))
+        render.show_index_table(infos, problems)
         return
     sidebar_describe(chosen)
     fingerprints = (chosen.raw.backbone["fingerprint"], chosen.adapted.backbone["fingerprint"])
@@ -184,7 +203,7 @@ def run(settings: app.AppSettings) -> None:
     pair.refresh()
     if chosen.raw.random_init:
         st.warning(
-            f"**The backbone ({chosen.raw.backbone.get('name')}) is randomly initialised — "
+            f"**The backbone ({escape_markdown(chosen.raw.backbone.get('name'))}) is randomly initialised — "
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
@@ -192,22 +211,25 @@ def run(settings: app.AppSettings) -> None:
     with search:
         search_tab(pair, chosen, options)
     with evaluation:
-        views.evaluation_tab(chosen, settings)
+        render.evaluation_tab(chosen, settings)
     with indexes:
-        views.show_index_table(infos, problems)
+        render.show_index_table(infos, problems)
 
 
 def main() -> None:
     st.set_page_config(page_title="dinosearch · chest X-ray search", page_icon="🩻", layout="wide")
     st.title("Chest X-ray similarity search")
     st.caption("The most similar indexed films by the raw DINOv2 backbone and by the adapted one.")
-    settings = app.parse_settings(sys.argv[1:], os.environ)
+    settings = compare.parse_settings(sys.argv[1:], os.environ)
     try:
         run(settings)
     except (ValueError, FileNotFoundError) as e:
-        st.error(f"{e}")
-    except Exception as e:  # a clinician never sees a traceback
-        st.error(f"Something went wrong ({type(e).__name__}: {e}). Please report this message.")
+        st.error(render.message(e))
+    except Exception as e:  # a clinician never sees a traceback, nor a server path
+        st.error(
+            render.message(f"Something went wrong ({type(e).__name__}: {e}).")
+            + " Please report this message."
+        )
 
 
 if __name__ == "__main__":
