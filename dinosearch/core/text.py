@@ -44,9 +44,13 @@ def table_cell(value: Any, limit: int = MAX_SHOWN) -> str:
     return escape_markdown(value, limit)
 
 
+# matplotlib settings under which every string is drawn as typed: no mathtext ($…$), no LaTeX.
+PLAIN_TEXT_RC = {"text.usetex": False, "text.parse_math": False}
+
+
 def plot_text(value: Any, limit: int = MAX_SHOWN) -> str:
-    """``value`` as a matplotlib label: cut, ``$`` escaped so it is never read as mathtext."""
-    return cut(value, limit).replace("$", r"\$")
+    """``value`` as a matplotlib label: one line, cut (draw it under ``PLAIN_TEXT_RC``)."""
+    return cut(value, limit)
 
 
 def hide_paths(message: Any) -> str:
