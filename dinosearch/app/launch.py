@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,22 @@ def streamlit_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_app(config: AppConfig) -> int:
-    """Serve the page with ``config`` until stopped; Streamlit's exit status."""
-    return subprocess.call(streamlit_argv(config), env=streamlit_env())
+    """Serve the page with ``config`` until stopped; Streamlit's exit status.
+
+    A SIGTERM to this process stops Streamlit too (no server is left behind without its parent).
+    """
+    server = subprocess.Popen(streamlit_argv(config), env=streamlit_env())
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        return server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:  # Ctrl+C or an error here: do not leave it running
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def launch_command(indexes: Path) -> str:
