@@ -196,6 +196,16 @@ def test_no_index_says_run_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "dinosearch demo --images" in at.info[0].value
 
 
+def test_top_level_entry_point_opens_the_packaged_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(tmp_path / "empty"))
+    at = AppTest.from_file(str(ENTRY), default_timeout=60).run()
+    assert not at.exception and at.title[0].value == "Chest X-ray similarity search"
+    assert "dinosearch app --indexes DIR" in at.info[0].value
+    assert str(tmp_path) not in at.info[0].value  # the folder's name only, not its server path
+
+
 def test_mismatched_pair_is_a_friendly_error(page: AppTest) -> None:
     page.sidebar.toggle[0].set_value(True).run()
     raw_box, adapted_box = page.sidebar.selectbox[0], page.sidebar.selectbox[1]

@@ -83,7 +83,7 @@ def healthy(port: int) -> bool:
         return False
 
 
-def serve_until_healthy(app: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
+def serve_until_healthy(app: subprocess.Popen, port: int, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert app.poll() is None, f"dinosearch app exited {app.returncode}:\n{log.read_text()}"

@@ -13,8 +13,8 @@ class AppConfig:
 
     indexes: str = opt("folder holding the index folders (indexes/NAME)", default="indexes")
     reports: str | None = opt(
-        "folder scanned for **/report.json (default: reports/ beside --indexes and in the "
-        "working folder)",
+        "folder scanned for **/report.json; unset: reports/ beside --indexes and in the working "
+        "folder",
         default=None,
     )
     host: str = opt(

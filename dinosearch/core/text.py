@@ -44,12 +44,9 @@ def table_cell(value: Any, limit: int = MAX_SHOWN) -> str:
     return escape_markdown(value, limit)
 
 
-# matplotlib settings under which every string is drawn as typed: no mathtext ($…$), no LaTeX.
-PLAIN_TEXT_RC = {"text.usetex": False, "text.parse_math": False}
-
-
 def plot_text(value: Any, limit: int = MAX_SHOWN) -> str:
-    """``value`` as a matplotlib label: one line, cut (draw it under ``PLAIN_TEXT_RC``)."""
+    """``value`` as a matplotlib label: one line, cut. Draw it under
+    ``matplotlib.rc_context({"text.usetex": False, "text.parse_math": False})`` (no mathtext)."""
     return cut(value, limit)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from dinosearch.core.metrics import headline_k
 from dinosearch.core.storage import atomic_write, write_json
-from dinosearch.core.text import PLAIN_TEXT_RC, plot_text, table_cell
+from dinosearch.core.text import plot_text, table_cell
 
 TABLE_METRICS = ("precision", "recall", "hit_rate", "map", "knn_accuracy")
 METRIC_NAMES = {
@@ -259,7 +259,7 @@ def plot(result: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context(PLAIN_TEXT_RC):
+    with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):  # as typed
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.5]})
         try:
             _plot_curves(axes[:2], result)
