@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,7 +15,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dinosearch.app import catalog, compare
+from dinosearch.app.config import AppConfig
 from dinosearch.app.launch import PAGE
+from dinosearch.core.config import config_from_args
 from dinosearch.evaluate.report import report_curve
 from dinosearch.index import build_index
 
@@ -277,3 +280,23 @@ def test_upload_of_another_file_type_is_a_friendly_error(page: AppTest) -> None:
     page.file_uploader[0].set_value(exe).run()
     assert not page.exception
     assert len(page.error) == 1 and "Could not read setup.exe" in page.error[0].value
+
+
+def test_dinosearch_app_flags_become_the_streamlit_command(tmp_path: Path) -> None:
+    from dinosearch.app.launch import launch_command, streamlit_argv, streamlit_env
+    from dinosearch.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["app", "--indexes", "idx", "--port", "9", "--show-columns", "id, patient_id"]
+    )
+    argv = streamlit_argv(config_from_args(AppConfig, args))
+    assert argv[1:5] == ["-m", "streamlit", "run", str(PAGE)] and PAGE.is_file()
+    server = dict(zip(argv[5 : argv.index("--") : 2], argv[6 : argv.index("--") : 2], strict=True))
+    assert server["--server.address"] == "127.0.0.1" and server["--server.port"] == "9"
+    assert server["--server.maxUploadSize"] == str(compare.MAX_UPLOAD_MB)
+    page_flags = argv[argv.index("--") + 1 :]
+    settings = compare.parse_settings(page_flags, {})
+    assert settings.indexes == Path("idx") and settings.show_columns == ("id", "patient_id")
+    assert streamlit_env({})["PYTHONPATH"].split(os.pathsep)[0] == str(PAGE.parents[2])
+    command = launch_command(tmp_path / "indexes").split()
+    assert command[1:4] == ["-m", "dinosearch", "app"] and command[-2] == "--indexes"
