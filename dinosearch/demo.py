@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinosearch.app.compare import launch_command
+from dinosearch.app.launch import launch_command
 from dinosearch.backbones import Backbone
 from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.storage import read_json, write_json

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import assert_ranked, brute_force_ranking, ramp, write_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dinosearch.app import catalog
-from dinosearch.app import compare as app
+from dinosearch.app import catalog, compare
+from dinosearch.app.config import AppConfig
+from dinosearch.app.launch import PAGE
+from dinosearch.core.config import config_from_args
 from dinosearch.evaluate.report import report_curve
 from dinosearch.index import build_index
 
-APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
-RANK = re.compile(r"^\*\*#(\d+)\*\*")
-CARD_ID = re.compile(r"^\*\*#\d+\*\* · [\d.-]+ · `([^`]+)`")
+APP = PAGE  # the page inside the package; streamlit_app.py at the top is a thin entry point
+ENTRY = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+RANK = re.compile(r"^\*\*#(\d+)\*\* · [\d.-]+(?: :violet-badge\[in both\])?$")
 
 
 @pytest.fixture()
@@ -39,8 +43,13 @@ def ranks(column) -> list[int]:
 
 
 def card_ids(column) -> list[str]:
-    """The ids on the result cards of ``column``, in the order shown."""
-    return [m.group(1) for md in column.markdown if (m := CARD_ID.match(md.value))]
+    """The ids on the result cards of ``column``, in the order shown (where the server shows ids)."""
+    return [t.value.removeprefix("id: ") for t in column.text if t.value.startswith("id: ")]
+
+
+def card_texts(column) -> list[str]:
+    """The plain-text metadata lines of the result cards of ``column``."""
+    return [t.value for t in column.text]
 
 
 def png_bytes(path: Path) -> bytes:
@@ -50,7 +59,7 @@ def png_bytes(path: Path) -> bytes:
 def all_text(at: AppTest) -> str:
     parts = [
         e.value
-        for kind in ("markdown", "caption", "error", "warning", "info")
+        for kind in ("markdown", "caption", "text", "error", "warning", "info", "subheader")
         for e in getattr(at, kind)
     ]
     return "\n".join(str(p) for p in parts)
@@ -60,7 +69,7 @@ def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
     assert not page.exception
     assert page.title[0].value == "Chest X-ray similarity search"
     assert any("randomly initialised" in w.value and "untrained" in w.value for w in page.warning)
-    sidebar = "\n".join(m.value for m in page.sidebar.markdown)
+    sidebar = "\n".join(m.value for m in page.sidebar.markdown).replace("\\", "")  # unescaped
     assert "demo-raw" in sidebar and "demo-adapted" in sidebar
     assert "random init (UNTRAINED)" in sidebar and "12 images" in sidebar and "created" in sidebar
     assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Indexes"]
@@ -72,8 +81,11 @@ def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
 
 
 def test_upload_shows_k_results_in_each_column(
-    page: AppTest, image_folder: Path, app_root: Path
+    app_root: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(app_root / "indexes"))
+    monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "id")  # the server allows ids on cards
+    page = AppTest.from_file(str(APP), default_timeout=60).run()
     film = next(image_folder.rglob("*.png"))
     page.sidebar.slider[0].set_value(5)
     page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
@@ -81,7 +93,9 @@ def test_upload_shows_k_results_in_each_column(
     assert ranks(result_column(page, "Raw backbone")) == [1, 2, 3, 4, 5]
     assert ranks(result_column(page, "Adapted")) == [1, 2, 3, 4, 5]
     # each column shows the films in the order brute force over that index's own vectors gives
-    pair = app.SideBySide(app_root / "indexes" / "demo-raw", app_root / "indexes" / "demo-adapted")
+    pair = compare.SideBySide(
+        app_root / "indexes" / "demo-raw", app_root / "indexes" / "demo-adapted"
+    )
     for side, searcher in (("Raw backbone", pair.raw), ("Adapted", pair.adapted)):
         ids = searcher.metadata["id"].astype(str).tolist()
         vectors = searcher.handle.vectors()
@@ -124,7 +138,9 @@ def test_dicom_upload_never_shows_header_fields(page: AppTest, tmp_path: Path) -
     assert "Test^Patient" not in text and "PatientName" not in text
 
 
-def test_patient_columns_hidden_unless_the_server_allows_them(page: AppTest) -> None:
+def test_patient_columns_hidden_unless_the_server_allows_them(
+    page: AppTest, app_root: Path
+) -> None:
     page.radio[0].set_value("Pick from the collection").run()
     page.checkbox[0].uncheck()
     page.sidebar.slider[0].set_value(12).run()
@@ -132,12 +148,17 @@ def test_patient_columns_hidden_unless_the_server_allows_them(page: AppTest) -> 
     shown = page.sidebar.multiselect[0]
     assert shown.options == ["label", "view"] and "patient_id" not in shown.value
     assert "patient_id:" not in all_text(page) and "P00" not in all_text(page)
+    # nor the id (for folder inputs, the file's relative path): not on cards, not in pickers
+    ids = pd.read_parquet(app_root / "features" / "metadata.parquet")["id"].astype(str)
+    pickers = [o for box in page.selectbox for o in box.options]
+    assert not card_ids(result_column(page, "Raw backbone"))
+    assert not any(i in text for i in ids for text in [all_text(page), *pickers])
 
 
 def test_config_serves_localhost_only() -> None:
     import tomllib
 
-    config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((ENTRY.parent / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
 
 
@@ -152,22 +173,22 @@ def test_gallery_pick_excludes_its_patient(app_root: Path, monkeypatch: pytest.M
     patient = "P00"  # row 0 and its sibling film share patient P00 (see conftest.app_root)
     for side in ("Raw backbone", "Adapted"):
         column = result_column(page, side)
-        captions = [c.value for c in column.caption]
+        texts = card_texts(column)
         assert ranks(column) == list(range(1, 11))  # 12 images − 2 of the patient
-        assert captions and not any(f"patient_id: {patient}" in c for c in captions)
+        assert texts and not any(f"patient_id: {patient}" in c for c in texts)
     assert any(m.label == "Raw precision" and m.value != "—" for m in page.metric)
     page.checkbox[0].uncheck()
     page.sidebar.slider[0].set_value(12).run()
-    captions = [c.value for c in result_column(page, "Raw backbone").caption]
-    assert sum(f"patient_id: {patient}" in c for c in captions) == 2  # itself and its sibling
+    texts = card_texts(result_column(page, "Raw backbone"))
+    assert sum(f"patient_id: {patient}" in c for c in texts) == 2  # itself and its sibling
 
 
 def test_filters_and_columns(page: AppTest, image_folder: Path) -> None:
     film = next(image_folder.rglob("*.png"))
     page.sidebar.multiselect(key="filter-view").set_value(["AP"])
     page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
-    captions = [c.value for c in result_column(page, "Raw backbone").caption if "view:" in c.value]
-    assert len(captions) == 4 and all("view: AP" in c for c in captions)
+    texts = [c for c in card_texts(result_column(page, "Raw backbone")) if "view:" in c]
+    assert len(texts) == 4 and all("view: AP" in c for c in texts)
     assert len(ranks(result_column(page, "Raw backbone"))) == 4  # only 4 AP films exist
 
 
@@ -176,6 +197,16 @@ def test_no_index_says_run_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert "dinosearch demo --images" in at.info[0].value
+
+
+def test_top_level_entry_point_opens_the_packaged_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(tmp_path / "empty"))
+    at = AppTest.from_file(str(ENTRY), default_timeout=60).run()
+    assert not at.exception and at.title[0].value == "Chest X-ray similarity search"
+    assert "dinosearch app --indexes DIR" in at.info[0].value
+    assert str(tmp_path) not in at.info[0].value  # the folder's name only, not its server path
 
 
 def test_mismatched_pair_is_a_friendly_error(page: AppTest) -> None:
@@ -192,12 +223,12 @@ def test_mismatched_pair_is_a_friendly_error(page: AppTest) -> None:
 
 def test_settings_precedence(tmp_path: Path) -> None:
     env = {"DINOSEARCH_INDEXES": "/env/indexes", "DINOSEARCH_SHOW_COLUMNS": "label,PatientAge"}
-    s = app.parse_settings(["--indexes", str(tmp_path / "idx")], env)
+    s = compare.parse_settings(["--indexes", str(tmp_path / "idx")], env)
     assert s.indexes == tmp_path / "idx" and s.show_columns == ("label", "PatientAge")
     assert s.reports[0] == (tmp_path / "reports").resolve()
-    assert app.parse_settings([], {}).indexes == Path("indexes")
-    assert app.display_columns(["label", "PatientName", "view"], ()) == ["label", "view"]
-    allowed = app.display_columns(["label", "patient_id", "PatientName"], ("PatientName",))
+    assert compare.parse_settings([], {}).indexes == Path("indexes")
+    assert compare.display_columns(["label", "PatientName", "view"], ()) == ["label", "view"]
+    allowed = compare.display_columns(["label", "patient_id", "PatientName"], ("PatientName",))
     assert allowed == ["label", "PatientName"]
 
 
@@ -213,10 +244,10 @@ def test_discover_pair_and_report(app_root: Path) -> None:
 
 
 def test_agreement_metrics() -> None:
-    assert app.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 3) == pytest.approx(2 / 3)
-    assert app.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 1) == 0.0
-    assert app.label_precision(["x", "y|x", "z", "x"], "x", 3) == pytest.approx(2 / 3)
-    assert app.label_precision(["x"], None, 1) is None
+    assert compare.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 3) == pytest.approx(2 / 3)
+    assert compare.overlap_at_k(["a", "b", "c"], ["c", "a", "x"], 1) == 0.0
+    assert compare.label_precision(["x", "y|x", "z", "x"], "x", 3) == pytest.approx(2 / 3)
+    assert compare.label_precision(["x"], None, 1) is None
 
 
 def test_one_forward_per_query_and_new_version_picked_up(
@@ -224,7 +255,7 @@ def test_one_forward_per_query_and_new_version_picked_up(
 ) -> None:
     root = tmp_path / "indexes"
     shutil.copytree(app_root / "indexes", root)
-    pair = app.SideBySide(root / "demo-raw", root / "demo-adapted")
+    pair = compare.SideBySide(root / "demo-raw", root / "demo-adapted")
     assert pair.adapted.backbone is pair.raw.backbone
     calls = []
     forward = pair.raw.backbone.forward
@@ -238,9 +269,9 @@ def test_one_forward_per_query_and_new_version_picked_up(
 
 
 def test_upload_size_limit_and_model_view(tiny_backbone) -> None:
-    with pytest.raises(app.ImageReadError, match="over the 1 MB limit"):
-        app.read_query(b"\0" * (2 * 2**20), "huge.png", max_mb=1)
-    seen = app.model_view(Image.new("L", (300, 200)), tiny_backbone.preprocess)
+    with pytest.raises(compare.ImageReadError, match="over the 1 MB limit"):
+        compare.read_query(b"\0" * (2 * 2**20), "huge.png", max_mb=1)
+    seen = compare.model_view(Image.new("L", (300, 200)), tiny_backbone.preprocess)
     assert seen.size == (56, 56) and seen.mode == "RGB"
 
 
@@ -249,3 +280,23 @@ def test_upload_of_another_file_type_is_a_friendly_error(page: AppTest) -> None:
     page.file_uploader[0].set_value(exe).run()
     assert not page.exception
     assert len(page.error) == 1 and "Could not read setup.exe" in page.error[0].value
+
+
+def test_dinosearch_app_flags_become_the_streamlit_command(tmp_path: Path) -> None:
+    from dinosearch.app.launch import launch_command, streamlit_argv, streamlit_env
+    from dinosearch.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["app", "--indexes", "idx", "--port", "9", "--show-columns", "id, patient_id"]
+    )
+    argv = streamlit_argv(config_from_args(AppConfig, args))
+    assert argv[1:5] == ["-m", "streamlit", "run", str(PAGE)] and PAGE.is_file()
+    server = dict(zip(argv[5 : argv.index("--") : 2], argv[6 : argv.index("--") : 2], strict=True))
+    assert server["--server.address"] == "127.0.0.1" and server["--server.port"] == "9"
+    assert server["--server.maxUploadSize"] == str(compare.MAX_UPLOAD_MB)
+    page_flags = argv[argv.index("--") + 1 :]
+    settings = compare.parse_settings(page_flags, {})
+    assert settings.indexes == Path("idx") and settings.show_columns == ("id", "patient_id")
+    assert streamlit_env({})["PYTHONPATH"].split(os.pathsep)[0] == str(PAGE.parents[2])
+    command = launch_command(tmp_path / "indexes").split()
+    assert command[1:4] == ["-m", "dinosearch", "app"] and command[-2] == "--indexes"

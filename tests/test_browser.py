@@ -6,14 +6,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+from dinosearch.app.config import AppConfig
+from dinosearch.app.launch import streamlit_argv, streamlit_env
+
 CHROMIUM = shutil.which("chromium")  # Debian's; a test tool's own browser is never downloaded
 CHROMIUM_ARGS = [
     "--headless",
@@ -49,16 +50,14 @@ def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout: float 
 
 @pytest.fixture()
 def server(app_root: Path, tmp_path: Path):
-    """``streamlit run streamlit_app.py`` on a free localhost port against the fixture indexes."""
+    """``dinosearch app``'s Streamlit command on a free localhost port against the fixture indexes."""
     port, log = free_port(), tmp_path / "streamlit.log"
-    env = {**os.environ, "DINOSEARCH_INDEXES": str(app_root / "indexes"), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=APP.parent, env=env, stdout=out, stderr=out)
+    env = streamlit_env({**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = streamlit_argv(AppConfig(indexes=str(app_root / "indexes"), port=port))
+    with open(
+        log, "w"
+    ) as out:  # what `dinosearch app` runs, from a folder with no config beside it
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
     try:
         wait_healthy(port, proc, log)
         yield f"http://127.0.0.1:{port}", log

@@ -61,10 +61,8 @@ def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:
     assert again.count("reusing") == 4, again  # features, raw index, adapter, adapted index
     assert "untrained" in again
     command = again.split("open the app on them:\n")[1].splitlines()[0].split()
-    assert (
-        command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]).name == "streamlit_app.py"
-    )
-    assert Path(command[4]).resolve().is_file() and Path(command[0]).resolve().is_file()
+    assert command[1:4] == ["-m", "dinosearch", "app"] and command[4] == "--indexes"
+    assert Path(command[0]).resolve().is_file()  # this interpreter: works without a clone
     assert Path(command[-1]).resolve() == (tiny_demo / "indexes").resolve()
 
     assert main(demo_argv(tiny_demo, "--epochs", "3")) == 0

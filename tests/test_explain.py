@@ -203,7 +203,7 @@ def test_app_explains_a_result_on_demand(
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("DINOSEARCH_INDEXES", str(mean_indexes))
-    app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+    app = Path(__file__).resolve().parents[1] / "dinosearch" / "app" / "page.py"
     at = AppTest.from_file(str(app), default_timeout=90).run()
     at.radio[0].set_value("Pick from the collection").run()
     assert not any("Score" in c.value for c in at.caption)  # nothing explained until asked

@@ -1,1 +1,2 @@
-"""App stage: the logic behind streamlit_app.py (no Streamlit import): catalog and side-by-side query."""
+"""App stage: the search page (``page.py``, drawn by ``render.py``) and its logic without Streamlit
+(``catalog``, ``compare``, ``why``); ``dinosearch app`` starts it (``launch.py``)."""

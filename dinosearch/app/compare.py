@@ -1,6 +1,6 @@
 """The Streamlit app's query side, apart from drawing: settings, one query to both indexes, agreement.
 
-Plain Python (testable without Streamlit); ``streamlit_app.py`` only draws. Finding index folders,
+Plain Python (testable without Streamlit); ``page.py`` lays the page out and ``render.py`` draws. Finding index folders,
 matching raw with adapted ones (a ``Comparison``) and their eval reports is ``catalog.py``; report
 tables are ``evaluate/report.py``.
 """
@@ -20,6 +20,7 @@ from PIL import Image
 
 from dinosearch.app.catalog import IndexInfo, comparison_problem
 from dinosearch.core.metrics import split_labels
+from dinosearch.core.privacy import allowed_columns, parse_columns
 from dinosearch.inputs.images import ImageReadError, read_image
 
 if TYPE_CHECKING:
@@ -28,10 +29,8 @@ if TYPE_CHECKING:
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
-# The metadata a visitor may see. Every other column (patient_id, PatientName, PatientBirthDate,
-# DICOM header fields copied into a manifest) stays hidden unless whoever runs the server allows it
-# with --show-columns / DINOSEARCH_SHOW_COLUMNS; a visitor can only hide allowed ones.
-SAFE_COLUMNS = ("label", "view", "source_repo")
+# The metadata a visitor may see: core/privacy.py (SAFE_COLUMNS + --show-columns). A visitor can
+# only hide allowed ones. id (when allowed) is shown on the card's first line, path never.
 HIDDEN_COLUMNS = ("rank", "score", "id", "path")  # shown in their own way, never as metadata
 DEMO_COMMAND = (
     "dinosearch demo --images path/to/manifest.parquet --backbone dinov2_vits14 --weights random"
@@ -44,29 +43,14 @@ class AppSettings:
     reports: tuple[Path, ...]  # folders scanned for **/report.json
     show_columns: tuple[str, ...]  # metadata columns allowed on top of SAFE_COLUMNS
 
-
-APP_FILE = Path(__file__).resolve().parents[2] / "streamlit_app.py"
-
-
-def launch_command(indexes: Path) -> str:
-    """The exact shell command that opens the app on the index folders under ``indexes``."""
-    import os
-    import shlex
-    import sys
-
-    def short(p: str | Path) -> str:  # absolute, links kept (a venv's python is a link)
-        p = os.path.abspath(p)
-        rel = os.path.relpath(p)
-        return p if rel.startswith("..") else rel
-
-    argv = [short(sys.executable), "-m", "streamlit", "run", short(APP_FILE)]
-    if os.path.abspath(indexes) != os.path.abspath("indexes"):
-        argv += ["--", "--indexes", short(indexes)]
-    return shlex.join(argv)
+    @property
+    def show_id(self) -> bool:
+        """Whether cards and pickers may show the ``id`` column (a relative path for folders)."""
+        return "id" in self.show_columns
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
-    """``streamlit run streamlit_app.py -- --indexes DIR [--reports DIR] [--show-columns a,b]``.
+    """``dinosearch app --indexes DIR [--reports DIR] [--show-columns a,b]`` (the page's own flags).
 
     Flags win over ``DINOSEARCH_INDEXES`` / ``DINOSEARCH_REPORTS`` / ``DINOSEARCH_SHOW_COLUMNS``;
     reports default to ``reports/`` beside the indexes folder and in the working folder.
@@ -80,7 +64,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports = [Path(given)] if given else [indexes.parent / "reports", Path("reports")]
     unique = tuple(dict.fromkeys(p.resolve() for p in reports))
     shown = args.show_columns or env.get("DINOSEARCH_SHOW_COLUMNS") or ""
-    return AppSettings(indexes, unique, tuple(c.strip() for c in shown.split(",") if c.strip()))
+    return AppSettings(indexes, unique, parse_columns(shown))
 
 
 @dataclass
@@ -209,8 +193,7 @@ def agreement(result: SideBySideResult, query_label: Any, k: int) -> dict[str, f
 
 def display_columns(columns: Sequence[str], allowed: Sequence[str]) -> list[str]:
     """The columns a visitor may see: the safe ones present, then those the server ``allowed``."""
-    wanted = dict.fromkeys([*SAFE_COLUMNS, *allowed])
-    return [c for c in wanted if c in columns and c not in HIDDEN_COLUMNS]
+    return [c for c in allowed_columns(allowed) if c in columns and c not in HIDDEN_COLUMNS]
 
 
 def filter_options(metadata: pd.DataFrame, columns: Sequence[str], most: int = 30) -> dict:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import pandas as pd
 
+from dinosearch.core.privacy import (
+    HIDE_IDENTIFIERS_ENV,
+    SHOW_COLUMNS_ENV,
+    hide_identifiers_from_env,
+    parse_columns,
+    visible_record,
+)
 from dinosearch.core.runtime import resolve_device
 from dinosearch.search import Searcher
 
@@ -33,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--columns",
         default="rank,score,id,label,path",
         help="table columns (comma-separated; the JSON has them all)",
+    )
+    p.add_argument(
+        "--hide-identifiers",
+        action="store_true",
+        default=None,
+        help="show only what the app's cards show: rank, score, label, view, source_repo and the "
+        f"columns {SHOW_COLUMNS_ENV} allows (no id, path, patient_id…); also on when "
+        f"{HIDE_IDENTIFIERS_ENV}=1",
     )
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     tune = p.add_argument_group("search-time parameters (default: those the index was built with)")
@@ -64,12 +80,17 @@ def run(args: argparse.Namespace) -> int:
         exclude = (column.strip(), value.strip())
     filters = " and ".join(args.filter) if args.filter else None
     results = searcher.search_images(args.image, args.k, filters=filters, exclude_group=exclude)
+    hide = bool(args.hide_identifiers) or hide_identifiers_from_env(os.environ)
+    allowed = parse_columns(os.environ.get(SHOW_COLUMNS_ENV))
     if args.json:
         out = [
             {
                 "query": str(q),
                 "version": searcher.handle.version,
-                "results": json.loads(r.rows.to_json(orient="records")),
+                "results": [
+                    visible_record(row, allowed) if hide else row
+                    for row in json.loads(r.rows.to_json(orient="records"))
+                ],
             }
             for q, r in zip(args.image, results, strict=True)
         ]
@@ -80,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"query {query} → {len(result)} results from {args.index} ({searcher.handle.version})"
         )
-        shown = result.rows[[c for c in columns if c in result.rows.columns]]
+        keep = visible_record(dict.fromkeys(columns), allowed) if hide else columns
+        shown = result.rows[[c for c in keep if c in result.rows.columns]]
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
             print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0

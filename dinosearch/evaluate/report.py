@@ -10,6 +10,7 @@ import pandas as pd
 
 from dinosearch.core.metrics import headline_k
 from dinosearch.core.storage import atomic_write, write_json
+from dinosearch.core.text import plot_text, table_cell
 
 TABLE_METRICS = ("precision", "recall", "hit_rate", "map", "knn_accuracy")
 METRIC_NAMES = {
@@ -58,8 +59,8 @@ def _ci(s: dict[str, Any], signed: bool = False) -> str:
 
 def _header(meta: dict[str, Any]) -> list[str]:
     lines = [
-        f"# Retrieval report: {meta.get('raw_name', 'raw')} vs "
-        f"{meta.get('adapted_name', 'adapted')}",
+        f"# Retrieval report: {table_cell(meta.get('raw_name', 'raw'))} vs "
+        f"{table_cell(meta.get('adapted_name', 'adapted'))}",
         "",
     ]
     if meta.get("random_init"):
@@ -165,7 +166,7 @@ def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     first = result["per_label"][methods[0]]
     for label, entry in first.items():
         cells = [f"{result['per_label'][m][label][f'precision@{k}']:.3f}" for m in methods]
-        lines.append(f"| {label} | {entry['queries']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {table_cell(label)} | {entry['queries']} | " + " | ".join(cells) + " |")
     if "strata" in result:
         lines += ["", *_strata_section(result, methods)]
     return "\n".join(lines) + "\n"
@@ -186,14 +187,14 @@ def _strata_section(result: dict[str, Any], methods: list[str]) -> list[str]:
         "|---" * (5 + len(methods)) + "|",
     ]
     for row in st["per_stratum"]:
-        labels = ", ".join(f"{a} {b}" for a, b in row["label_queries"].items())
+        labels = ", ".join(f"{table_cell(a)} {b}" for a, b in row["label_queries"].items())
         cells = [
             f"{v[f'precision@{k}']:.2f} ({v[f'same_stratum@{k}']:.2f}, "
             f"{v[f'within_precision@{k}']:.2f})"
             for v in (row["methods"][m] for m in methods)
         ]
         lines.append(
-            f"| {row['stratum']} | {row['queries']} | {labels} | {row['chance_precision']:.2f} | "
+            f"| {table_cell(row['stratum'])} | {row['queries']} | {labels} | {row['chance_precision']:.2f} | "
             f"{row['source_only_chance']:.2f} | " + " | ".join(cells) + " |"
         )
     within = st["within"]["overall"]
@@ -249,15 +250,37 @@ def report_curve(result: dict[str, Any], metric: str = "precision") -> pd.DataFr
 
 
 def plot(result: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
-    """Recall@k and precision@k curves with 95% bands, and per-label precision bars, in one PNG."""
+    """Recall@k and precision@k curves with 95% bands, and per-label precision bars, in one PNG.
+
+    Labels and names are drawn as typed (no mathtext) and cut to ``MAX_SHOWN`` characters first.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):  # as typed
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.5]})
+        try:
+            _plot_curves(axes[:2], result)
+            _plot_per_label(axes[2], result)
+            title = (
+                f"{plot_text(meta.get('raw_name', 'raw'))} vs "
+                f"{plot_text(meta.get('adapted_name', 'adapted'))}: "
+                f"{result['protocol']}, {result['queries']} queries"
+            )
+            if meta.get("random_init"):
+                title += "  —  UNTRAINED (randomly initialised) backbone"
+            fig.suptitle(title, color="darkred" if meta.get("random_init") else "black")
+            fig.tight_layout()
+            fig.savefig(path, format="png", dpi=110)
+        finally:
+            plt.close(fig)
+
+
+def _plot_curves(axes: Any, result: dict[str, Any]) -> None:
     ks, methods, overall = result["ks"], result["methods"], result["overall"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.5]})
-    for ax, metric in zip(axes[:2], ("recall", "precision"), strict=True):
+    for ax, metric in zip(axes, ("recall", "precision"), strict=True):
         for m in methods:
             s = [overall[m][f"{metric}@{k}"] for k in ks]
             line = ax.plot(ks, [x["mean"] for x in s], marker="o", label=m)[0]
@@ -269,28 +292,22 @@ def plot(result: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"{METRIC_NAMES[metric]}@k (95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    k = headline_k(ks)
+
+
+def _plot_per_label(ax: Any, result: dict[str, Any]) -> None:
+    """Per-label precision bars; each label cut before matplotlib measures it."""
+    methods, k = result["methods"], headline_k(result["ks"])
     labels = list(result["per_label"][methods[0]])
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
         values = [result["per_label"][m][lab][f"precision@{k}"] for lab in labels]
-        axes[2].bar([j + i * width for j in range(len(labels))], values, width, label=m)
-    axes[2].set_xticks(
+        ax.bar([j + i * width for j in range(len(labels))], values, width, label=m)
+    ax.set_xticks(
         [j + 0.4 - width / 2 for j in range(len(labels))],
-        labels,
+        [plot_text(lab) for lab in labels],
         rotation=20,
         ha="right",
         fontsize=8,
     )
-    axes[2].set(ylabel=f"precision@{k}", title=f"per label, precision@{k}")
-    axes[2].legend(fontsize=8)
-    title = (
-        f"{meta.get('raw_name', 'raw')} vs {meta.get('adapted_name', 'adapted')}: "
-        f"{result['protocol']}, {result['queries']} queries"
-    )
-    if meta.get("random_init"):
-        title += "  —  UNTRAINED (randomly initialised) backbone"
-    fig.suptitle(title, color="darkred" if meta.get("random_init") else "black")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    ax.set(ylabel=f"precision@{k}", title=f"per label, precision@{k}")
+    ax.legend(fontsize=8)

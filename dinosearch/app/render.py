@@ -1,7 +1,8 @@
-"""The app's views: Streamlit rendering of results, maps, reports and index tables (no logic).
+"""Streamlit renderers of the app: results, maps, reports and index tables (no logic).
 
-``streamlit_app.py`` lays out the page and calls these; what they show comes from ``compare``,
-``catalog`` and ``why``.
+``page.py`` lays out the page and calls these; what they show comes from ``compare``, ``catalog``
+and ``why``. Metadata (labels, views, sources, ids) is data: it goes through ``st.text`` /
+``st.dataframe`` (never interpreted) or ``core.text.escape_markdown``; no server path is shown.
 """
 
 from __future__ import annotations
@@ -11,36 +12,43 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog
-from dinosearch.app import compare as app
+from dinosearch.app import catalog, compare
 from dinosearch.app import why as why_view
 from dinosearch.core.metrics import headline_k
+from dinosearch.core.text import cut, escape_markdown, hide_paths
 from dinosearch.evaluate.report import report_curve, report_table, verdicts
 
+MESSAGE_CHARS = 400  # an error message on the page: paths hidden, Markdown escaped, cut
 
-def show_no_index(settings: app.AppSettings, problems: list[str]) -> None:
+
+def message(text: Any) -> str:
+    """An error or warning text for ``st.error``/``st.warning``: no server path, no markup."""
+    return escape_markdown(hide_paths(text), MESSAGE_CHARS)
+
+
+def show_no_index(settings: compare.AppSettings, problems: list[str]) -> None:
     st.info(
-        f"No search index found in `{settings.indexes.resolve()}`.\n\n"
+        f"No search index found in the indexes folder ({escape_markdown(settings.indexes.name)}).\n\n"
         f"Build a raw and an adapted index of your images in one command:\n\n"
-        f"```\n{app.DEMO_COMMAND}\n```\n\n"
+        f"```\n{compare.DEMO_COMMAND}\n```\n\n"
         "then reload this page. Or point the app at another folder: "
-        "`streamlit run streamlit_app.py -- --indexes DIR` (or set `DINOSEARCH_INDEXES`)."
+        "`dinosearch app --indexes DIR` (or set `DINOSEARCH_INDEXES`)."
     )
     for p in problems:
-        st.warning(f"Unreadable index {p}")
+        st.warning(message(f"Unreadable index {p}"))
 
 
 def show_index_table(infos: list[catalog.IndexInfo], problems: list[str]) -> None:
     rows = [{"index": i.name, **i.describe()} for i in infos]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     for p in problems:
-        st.warning(f"Unreadable index {p}")
+        st.warning(message(f"Unreadable index {p}"))
 
 
-def show_query(query: dict[str, Any], pair: app.SideBySide) -> None:
+def show_query(query: dict[str, Any], pair: compare.SideBySide) -> None:
     pre = pair.preprocess
     w, h = query["image"].size
-    st.image(app.model_view(query["image"], pre), width=220)
+    st.image(compare.model_view(query["image"], pre), width=220)
     windowed = " DICOM windowed;" if query["name"].lower().endswith((".dcm", ".dicom")) else ""
     st.caption(
         f"As the backbone sees it:{windowed} {w}×{h} px resized to {pre.resize_size} px, "
@@ -71,7 +79,9 @@ def show_agreement(agree: dict[str, float | None], k: int, took: float) -> None:
     )
 
 
-def show_results(title: str, result: Any, shared: set[str], columns: list[str], key: str) -> None:
+def show_results(
+    title: str, result: Any, shared: set[str], columns: list[str], key: str, show_id: bool
+) -> None:
     st.subheader(title)
     if len(result) == 0:
         st.info("No image passes the filters.")
@@ -88,25 +98,35 @@ def show_results(title: str, result: Any, shared: set[str], columns: list[str], 
         for start in range(0, len(records), per_row):
             for cell, r in zip(st.columns(per_row), records[start : start + per_row], strict=False):
                 with cell:
-                    show_card(r, str(r["id"]) in shared, columns)
+                    show_card(r, str(r["id"]) in shared, columns, show_id)
 
 
-def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
-    thumb = app.thumbnail(str(r["path"]))
+def show_card(r: dict[str, Any], both: bool, columns: list[str], show_id: bool) -> None:
+    """One result: thumbnail, rank and score (ours: Markdown), then metadata as plain text."""
+    thumb = compare.thumbnail(str(r["path"]))
     if thumb is None:
-        st.warning("image file missing")
+        st.warning("image file missing or unreadable")
     else:
         st.image(thumb, width="stretch")
     badge = " :violet-badge[in both]" if both else ""
-    st.markdown(f"**#{r['rank']}** · {r['score']:.3f} · `{r['id']}`{badge}")
+    st.markdown(f"**#{int(r['rank'])}** · {float(r['score']):.3f}{badge}")
+    if show_id:
+        st.text(f"id: {cut(r['id'])}")
     if "label" in columns:
-        st.markdown(f"**{r['label']}**")
-    extra = [f"{c}: {r[c]}" for c in columns if c != "label" and pd.notna(r[c])]
+        st.text(cut(r["label"]))
+    extra = [f"{c}: {cut(r[c])}" for c in columns if c != "label" and pd.notna(r[c])]
     if extra:
-        st.caption(" · ".join(extra))
+        st.text(" · ".join(extra))
 
 
-def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any) -> None:
+def result_choice(r: dict[str, Any], show_id: bool) -> str:
+    """How a result is named in a picker: its rank, and its id where the server allows it."""
+    return f"#{int(r['rank'])} · {cut(r['id'])}" if show_id else f"#{int(r['rank'])}"
+
+
+def show_why(
+    why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any, show_id: bool
+) -> None:
     """On demand: one result's map over both films, in this column's vector space."""
     if len(result) == 0:
         return
@@ -115,7 +135,7 @@ def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, que
         st.markdown(
             "**Why similar?** Pick a result to see which patches of both films make the score."
         )
-        labels = ["(choose a result)", *(f"#{r['rank']} · {r['id']}" for r in records)]
+        labels = ["(choose a result)", *(result_choice(r, show_id) for r in records)]
         choice = st.selectbox("Result to explain", labels, key=f"why-pick-{column}")
         matches = st.toggle("Best-match lines", key=f"why-matches-{column}")
         if choice == labels[0]:
@@ -128,25 +148,31 @@ def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, que
         st.caption(view.legend)
 
 
-def evaluation_tab(pair: catalog.Comparison, settings: app.AppSettings) -> None:
+def evaluation_tab(pair: catalog.Comparison, settings: compare.AppSettings) -> None:
     report = catalog.find_report(pair, settings.reports)
     if report is None:
+        folder = (settings.indexes.name or "indexes").replace("`", "")
         st.info(
             "No evaluation report for this pair yet. Make one (labels needed):\n\n```\n"
-            f"dinosearch eval --raw {pair.raw.path} --adapted {pair.adapted.path} "
+            f"dinosearch eval --raw {folder}/{pair.raw.name.replace('`', '')} "
+            f"--adapted {folder}/{pair.adapted.name.replace('`', '')} "
             f"--label-column label --group-column patient_id\n```"
         )
         return
     meta, result = report.meta, report.result
-    st.subheader(f"Evaluation: {meta.get('raw_name')} vs {meta.get('adapted_name')}")
+    names = (
+        f"{escape_markdown(meta.get('raw_name'))} vs {escape_markdown(meta.get('adapted_name'))}"
+    )
+    st.subheader(f"Evaluation: {names}")
     if meta.get("random_init"):
         st.warning("Made with a randomly initialised (untrained) backbone: it tests the pipeline.")
     if report.stale:
         st.warning("An index was rebuilt since this report; re-run `dinosearch eval` to update it.")
     st.caption(
-        f"{result['protocol']}, {result['queries']} queries, gallery {result['gallery']}; "
-        f"{meta.get('exclusion', '')}. 95% bootstrap intervals. Made {meta.get('created')}, "
-        f"`{report.folder}`."
+        f"{escape_markdown(result['protocol'])}, {int(result['queries'])} queries, "
+        f"gallery {int(result['gallery'])}; {escape_markdown(meta.get('exclusion', ''), 200)}. "
+        f"95% bootstrap intervals. Made {escape_markdown(meta.get('created'))}, "
+        f"report folder {escape_markdown(report.folder.name)}."
     )
     key = f"precision@{headline_k(result['ks'])}"
     st.markdown("\n".join(f"- {line}" for line in verdicts(result["overall"], key)))
