@@ -93,7 +93,7 @@ def read_reduced(min_side: int) -> Reader:
         try:
             with open_regular_file(path) as f:  # never a FIFO or device; bounded size
                 data = f.read()
-            img = Image.open(io.BytesIO(data))  # reads the header only
+            img = Image.open(io.BytesIO(data), formats=["JPEG"])  # the header only; JPEG only
         except Exception:  # missing, special, empty, not an image: read_image gives the reason
             return read_image(path)
         too_small = min(img.size) < 4 * min_side or img.width * img.height > MAX_PIXELS
