@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from dicom_data import bundled, dataset, save
 from helpers import ramp, write_dicom
@@ -353,3 +354,27 @@ def test_remote_fetch_stops_at_the_size_cap(
     assert _Counted.read_total <= (2 << 20) + 1000 + (1 << 20)  # stopped within one block
     assert not Path(local[0]).exists()  # the partial copy is gone
     assert Path(local[1]).stat().st_size == 1000
+
+
+def test_embed_counts_dicom_window_fallbacks(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The film is embedded, and the summary, the manifest and warnings.csv say its window was dropped."""
+    from test_embed import TINY_ARGS
+
+    from dinosearch.cli import main
+    from dinosearch.features.folder import load_features
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(image_folder, folder)
+    write_dicom(folder / "ct_window_misses.dcm", ramp(64, 64), window=(40_000, 400))
+    out = tmp_path / "feats"
+    assert main(["embed", "--images", str(folder), "--out", str(out), *TINY_ARGS]) == 0
+    printed = capsys.readouterr().out
+    assert "1 images embedded with a warning" in printed and "ct_window_misses.dcm" in printed
+    fs = load_features(out, verify=True)
+    assert fs.manifest["warnings"] == 1 and fs.manifest["skipped"] == 0
+    assert fs.metadata["path"].str.endswith("ct_window_misses.dcm").any()
+    notes = pd.read_csv(out / "warnings.csv")
+    assert notes["path"].str.endswith("ct_window_misses.dcm").all() and len(notes) == 1
+    assert notes["warning"].str.contains("no contrast").all()
