@@ -378,3 +378,22 @@ def test_embed_counts_dicom_window_fallbacks(
     notes = pd.read_csv(out / "warnings.csv")
     assert notes["path"].str.endswith("ct_window_misses.dcm").all() and len(notes) == 1
     assert notes["warning"].str.contains("no contrast").all()
+
+
+def test_ray_rows_carry_warnings_into_the_shard(tmp_path: Path, tiny_backbone: Any) -> None:
+    """The Ray engine's per-batch function and shard writer (no Ray needed to run them)."""
+    from dinosearch.features.ray_engine import Embedder, _save
+
+    films = [
+        write_dicom(tmp_path / "miss.dcm", ramp(64, 64), window=(40_000, 400)),
+        write_dicom(tmp_path / "fine.dcm", ramp(64, 64)),
+        tmp_path / "missing.png",
+    ]
+    embedder = Embedder.__new__(Embedder)  # the model replica, without loading weights again
+    embedder.backbone, embedder.batch_size, embedder.num_workers = tiny_backbone, 4, 0
+    rows = embedder({"position": np.array([7, 8, 9]), "path": np.array([str(f) for f in films])})
+    assert "no contrast" in rows["warning"][0] and rows["warning"][1] == ""
+    _save([rows], tmp_path / "shard.npz")
+    with np.load(tmp_path / "shard.npz") as z:
+        assert z["positions"].tolist() == [7, 8] and z["fail_pos"].tolist() == [9]
+        assert z["warn_pos"].tolist() == [7] and "no contrast" in str(z["warn_reason"][0])
