@@ -397,3 +397,10 @@ def test_ray_rows_carry_warnings_into_the_shard(tmp_path: Path, tiny_backbone: A
     with np.load(tmp_path / "shard.npz") as z:
         assert z["positions"].tolist() == [7, 8] and z["fail_pos"].tolist() == [9]
         assert z["warn_pos"].tolist() == [7] and "no contrast" in str(z["warn_reason"][0])
+
+
+def test_png_exif_orientation_is_applied_without_decoding_first(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    Image.new("L", (30, 20), 9).save(tmp_path / "o.png", exif=exif)
+    assert read_image(tmp_path / "o.png").size == (20, 30)
