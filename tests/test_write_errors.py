@@ -213,3 +213,41 @@ def test_list_typed_label_trains(image_folder, tmp_path: Path, capsys) -> None:
     argv += [*TINY_CLI, "--views", "2", "--epochs", "1", "--train-batch-size", "4"]
     argv += ["--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_a_write_error_faiss_would_only_print_raises(tmp_path: Path) -> None:
+    """faiss reports a failed fclose by printing "close error"; our writer raises (/dev/full
+    fails every flush with ENOSPC, at close for a small index)."""
+    import faiss
+
+    from dinosearch.index.files import write_index_file
+
+    index = faiss.IndexFlatIP(8)
+    index.add(np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32))
+    with pytest.raises(OSError) as caught:
+        write_index_file(index, Path("/dev/full"))
+    assert caught.value.errno == 28
+    assert write_index_file(index, tmp_path / "ok.faiss") == (tmp_path / "ok.faiss").stat().st_size
+
+
+def test_index_lost_at_close_is_never_published(tmp_path: Path, monkeypatch, capsys) -> None:
+    """faiss's own file writer losing the index at close (what a quota or a disk filling at that
+    instant does: a 0-byte file, "close error" printed, nothing raised) must not become `current`."""
+    import faiss
+
+    real = faiss.write_index
+
+    def lossy(index: faiss.Index, dest: object) -> None:
+        real(index, dest)
+        if isinstance(dest, str):  # faiss's fopen/fclose path: the bytes are gone, no error
+            os.truncate(dest, 0)
+            print(f"file {dest} close error: No space left on device")
+
+    base, more = _features(tmp_path / "base", 6, "b"), _features(tmp_path / "more", 20, "m")
+    build_index(base, tmp_path / "idx", use_gpu=False)
+    monkeypatch.setattr(faiss, "write_index", lossy)
+    main(["index", "--features", str(more), "--out", str(tmp_path / "idx"), "--append"])
+    capsys.readouterr()
+    for version in list_versions(tmp_path / "idx"):
+        open_index(tmp_path / "idx", version=version, verify=True)
+    assert open_index(tmp_path / "idx").index.ntotal == 26

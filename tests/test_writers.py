@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -43,9 +44,10 @@ def test_concurrent_appends_lose_no_rows(append_sources, tmp_path: Path) -> None
     """≥ 50 trials of 2–4 processes appending into one index at once: every row arrives."""
     base, extra = append_sources
     lost, failed, rng = 0, [], np.random.default_rng(0)
+    build_index(base, tmp_path / "base", index_type="flat", use_gpu=False)
     for trial in range(TRIALS):
         out = tmp_path / f"idx{trial}"
-        build_index(base, out, index_type="flat", use_gpu=False)
+        shutil.copytree(tmp_path / "base", out)
         writers = extra[: int(rng.integers(2, 5))]
         children = [
             start(lambda f=f: build_index(f, out, append=True, use_gpu=False).version)
