@@ -98,18 +98,17 @@ def test_injected_enospc_at_every_fsync_keeps_the_old_version(tmp_path: Path, mo
     base, more = _features(tmp_path / "base", 6, "b"), _features(tmp_path / "more", 20, "m")
     out = tmp_path / "idx"
     build_index(base, out, index_type="flat", use_gpu=False)
-    real, calls = os.fsync, [0]
+    real, calls = os.fsync, {"made": 0, "fail_at": 0}
 
     def failing(fd: int) -> None:
-        calls[0] += 1
-        if calls[0] == target:
+        calls["made"] += 1
+        if calls["made"] == calls["fail_at"]:
             raise OSError(28, os.strerror(28))
         real(fd)
 
-    target = 0
     monkeypatch.setattr(os, "fsync", failing)
-    for target in range(1, 12):
-        calls[0] = 0
+    for fail_at in range(1, 12):
+        calls.update(made=0, fail_at=fail_at)
         live = current_version(out)
         try:
             build_index(more, out, append=True, use_gpu=False)

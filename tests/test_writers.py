@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,23 @@ def append_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     return base, extra
 
 
-def test_concurrent_appends_lose_no_rows(append_sources, tmp_path: Path) -> None:
+@pytest.fixture
+def fast_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder on /dev/shm where there is one (fsync costs nothing on tmpfs), else ``tmp_path``."""
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="dinosearch-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_concurrent_appends_lose_no_rows(append_sources, fast_dir: Path) -> None:
     """≥ 50 trials of 2–4 processes appending into one index at once: every row arrives."""
     base, extra = append_sources
+    tmp_path = fast_dir
     lost, failed, rng = 0, [], np.random.default_rng(0)
     build_index(base, tmp_path / "base", index_type="flat", use_gpu=False)
     for trial in range(TRIALS):
@@ -50,7 +66,7 @@ def test_concurrent_appends_lose_no_rows(append_sources, tmp_path: Path) -> None
         shutil.copytree(tmp_path / "base", out)
         writers = extra[: int(rng.integers(2, 5))]
         children = [
-            start(lambda f=f: build_index(f, out, append=True, use_gpu=False).version)
+            start(lambda f=f, o=out: build_index(f, o, append=True, use_gpu=False).version)
             for f in writers
         ]
         outcomes = [finish(c, timeout=120) for c in children]

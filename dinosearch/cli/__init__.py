@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
