@@ -67,7 +67,8 @@ def write_error(e: BaseException, out: object = None) -> str | None:
     """One line for a disk-full / read-only / over-quota error ``e`` (else None), naming the path."""
     for code, (what, fix) in _WRITE_ERRORS.items():
         if getattr(e, "errno", None) == code or os.strerror(code).lower() in str(e).lower():
-            where = getattr(e, "filename", None) or out or "the output folder"
+            path = getattr(e, "filename", None)
+            where = f"{out} ({path})" if out and path else out or path or "the output folder"
             return f"{what} writing {where}: {fix}"
     return None
 

@@ -31,27 +31,30 @@ def write_index_file(index: faiss.Index, path: Path) -> int:
     """
     written = 0
     errors: list[OSError] = []
-    with open(path, "wb") as f:
+    try:
+        with open(path, "wb") as f:
 
-        def write(chunk: bytes) -> None:
-            nonlocal written
+            def write(chunk: bytes) -> None:
+                nonlocal written
+                try:
+                    f.write(chunk)
+                except OSError as e:
+                    errors.append(e)
+                    raise
+                written += len(chunk)
+
             try:
-                f.write(chunk)
-            except OSError as e:
-                errors.append(e)
+                faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
+            except Exception as e:  # faiss wraps the callback's error in a RuntimeError
+                if errors:
+                    raise errors[0] from e
                 raise
-            written += len(chunk)
-
-        try:
-            faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
-        except Exception as e:  # faiss wraps the callback's error in a RuntimeError
-            if errors:
-                raise errors[0] from e
-            raise
-        f.flush()
-    _check_size(
-        path, written
-    )  # publish() fsyncs it (an fsync error raises there, before the switch)
+            f.flush()  # publish() fsyncs it: an fsync error raises there, before the switch
+    except OSError as e:
+        if e.filename is None:  # name the file in the one-line message
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+    _check_size(path, written)
     return written
 
 
