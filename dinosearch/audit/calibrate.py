@@ -88,7 +88,10 @@ def plant_scores(
 
 
 def calibrate(
-    signal: str, scores: dict[str, list[float]], given: float | None, nearest_other: np.ndarray | None
+    signal: str,
+    scores: dict[str, list[float]],
+    given: float | None,
+    nearest_other: np.ndarray | None,
 ) -> Calibration:
     """The threshold (``given`` or chosen from ``scores``) and the share of films it would flag.
 

@@ -41,7 +41,9 @@ def pair_table(ids: pd.Series, pairs: Pairs, kind: str) -> pd.DataFrame:
     )
 
 
-def leaks(meta: pd.DataFrame, dups: pd.DataFrame, split: str | None, group: str | None) -> pd.DataFrame:
+def leaks(
+    meta: pd.DataFrame, dups: pd.DataFrame, split: str | None, group: str | None
+) -> pd.DataFrame:
     """One row per leaking pair: the same patient, or duplicate films, under different splits."""
     cols = ["id_a", "id_b", "kind", "split_a", "split_b", "a", "b"]
     if split is None:
@@ -76,7 +78,9 @@ def _group_leaks(meta: pd.DataFrame, splits: np.ndarray, group: str) -> pd.DataF
 def conflicts(meta: pd.DataFrame, dups: pd.DataFrame, label: str | None) -> pd.DataFrame:
     """Duplicate pairs whose labels differ: id_a, id_b, label_a, label_b, kind, score."""
     if label is None or not len(dups):
-        return pd.DataFrame(columns=["id_a", "id_b", "label_a", "label_b", "kind", "score", "a", "b"])
+        return pd.DataFrame(
+            columns=["id_a", "id_b", "label_a", "label_b", "kind", "score", "a", "b"]
+        )
     labels = meta[label].astype(str).to_numpy()
     out = dups[labels[dups["a"]] != labels[dups["b"]]].copy()
     out["label_a"], out["label_b"] = labels[out["a"]], labels[out["b"]]
@@ -95,9 +99,16 @@ def agreement(meta: pd.DataFrame, label: str | None, nbr_ids: np.ndarray) -> pd.
     theirs = np.where(valid, labels[np.clip(nbr_ids, 0, None)], "")
     same = (theirs == labels[:, None]) & valid
     share = same.sum(1) / np.maximum(valid.sum(1), 1)
-    majority = [pd.Series(row[row != ""]).mode().iloc[0] if (row != "").any() else "" for row in theirs]
+    majority = [
+        pd.Series(row[row != ""]).mode().iloc[0] if (row != "").any() else "" for row in theirs
+    ]
     out = pd.DataFrame(
-        {"id": meta["id"].astype(str), "label": labels, "agreement": np.round(share, 3), "neighbours_say": majority}
+        {
+            "id": meta["id"].astype(str),
+            "label": labels,
+            "agreement": np.round(share, 3),
+            "neighbours_say": majority,
+        }
     )
     return out.sort_values("agreement", kind="stable").reset_index(drop=True)
 
@@ -129,7 +140,11 @@ def outliers(
     out["flagged"] = z > z_limit
     out["_z"] = z
     out["row"] = np.arange(len(out))
-    return out.sort_values("_z", ascending=False, kind="stable").drop(columns="_z").reset_index(drop=True)
+    return (
+        out.sort_values("_z", ascending=False, kind="stable")
+        .drop(columns="_z")
+        .reset_index(drop=True)
+    )
 
 
 def cleaned_manifest(
@@ -145,7 +160,11 @@ def cleaned_manifest(
     moved = 0
     if split is not None and len(leak_pairs):
         n = len(meta)
-        pairs = (leak_pairs["a"].to_numpy(np.int64), leak_pairs["b"].to_numpy(np.int64), np.ones(len(leak_pairs)))
+        pairs = (
+            leak_pairs["a"].to_numpy(np.int64),
+            leak_pairs["b"].to_numpy(np.int64),
+            np.ones(len(leak_pairs)),
+        )
         groups = clusters(n, pairs)
         splits = out[split].astype(str)
         for g in np.unique(groups[np.r_[pairs[0], pairs[1]]]):

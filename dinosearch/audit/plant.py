@@ -52,5 +52,7 @@ def edits(rng: np.random.Generator) -> dict[str, Edit]:
         "brighten +10%": lambda im: brighten(im, 1.1),
         "darken -10%": lambda im: brighten(im, 0.9),
         f"rotate {r:+.0f}°": lambda im: rotate(im, r),
-        "combined resize+crop+brightness+jpeg": lambda im: jpeg(brighten(crop(resize(im, f), c), 1.05), q),
+        "combined resize+crop+brightness+jpeg": lambda im: jpeg(
+            brighten(crop(resize(im, f), c), 1.05), q
+        ),
     }

@@ -1,15 +1,15 @@
 """The audit report folder, written aside and swapped in whole (``core.storage.replace_dir``)::
 
-    report.md        counts, thresholds, notes (every value from the data escaped as text)
-    report.json      the config, counts, calibration, columns used, timings
-    duplicates.csv   id_a, id_b, kind (exact | near | embedding), score [, pixel_score]
-    leaks.csv        id_a, id_b, kind (patient | duplicate …), split_a, split_b
-    conflicts.csv    id_a, id_b, label_a, label_b, kind, score
-    agreement.csv    id, label, agreement (share of k nearest films with its label), neighbours_say
-    outliers.csv     id, pixel/embedding isolation and robust z, flagged
-    unreadable.csv   id, reason
-    *.png            contact sheets of clusters, leaks, conflicts, outliers
-    manifest.csv     with --write-manifest: one film per cluster, leaking groups in one split
+report.md        counts, thresholds, notes (every value from the data escaped as text)
+report.json      the config, counts, calibration, columns used, timings
+duplicates.csv   id_a, id_b, kind (exact | near | embedding), score [, pixel_score]
+leaks.csv        id_a, id_b, kind (patient | duplicate …), split_a, split_b
+conflicts.csv    id_a, id_b, label_a, label_b, kind, score
+agreement.csv    id, label, agreement (share of k nearest films with its label), neighbours_say
+outliers.csv     id, pixel/embedding isolation and robust z, flagged
+unreadable.csv   id, reason
+*.png            contact sheets of clusters, leaks, conflicts, outliers
+manifest.csv     with --write-manifest: one film per cluster, leaking groups in one split
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from dinosearch.audit.config import AuditConfig
     from dinosearch.audit.run import AuditResult
 
-_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark: CommonMark escapes them all
+_PUNCT = re.compile(
+    r"([!-/:-@\[-`{-~])"
+)  # every ASCII punctuation mark: CommonMark escapes them all
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run a cell starting so
 
 
@@ -44,8 +46,10 @@ def _csv_safe(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells starting like a spreadsheet formula get a leading apostrophe."""
     out = table.drop(columns=[c for c in ("a", "b", "row") if c in table.columns])
     for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = [f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA) else v for v in out[col]]
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = [
+                f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA) else v for v in out[col]
+            ]
     return out
 
 
@@ -55,7 +59,9 @@ def _caption(meta: pd.DataFrame, row: int, extra: str | None) -> tuple[str, str]
     return path, f"{meta['id'].iat[row]}\n{second}"
 
 
-def _sheets(result: AuditResult, meta: pd.DataFrame, labels: np.ndarray, rows: int, folder: Path) -> list[str]:
+def _sheets(
+    result: AuditResult, meta: pd.DataFrame, labels: np.ndarray, rows: int, folder: Path
+) -> list[str]:
     """Draw the four contact sheets; → the file names written."""
     label, split = result.columns["label"], result.columns["split"]
     sizes = np.bincount(labels)
@@ -88,7 +94,14 @@ def _octets(rows: list[int]) -> list[tuple[int, list[int]]]:
 
 
 def _markdown(result: AuditResult, sheets: list[str]) -> str:
-    lines = ["# Audit", "", f"Index: {md_text(result.info.get('index'))}", "", "| finding | count |", "| --- | ---: |"]
+    lines = [
+        "# Audit",
+        "",
+        f"Index: {md_text(result.info.get('index'))}",
+        "",
+        "| finding | count |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {md_text(k.replace('_', ' '))} | {v} |" for k, v in result.counts.items()]
     lines += ["", "## Thresholds (calibrated on planted copies)", ""]
     for name, cal in result.calibration.items():

@@ -85,9 +85,7 @@ def _calibrations(
     pix, emb = plant_scores(paths, list(rows), vectors, embed, config.seed)
     return {
         "pixel": calibrate("pixel", pix, config.pixel_threshold, nearest["pixel"]),
-        "embedding": calibrate(
-            "embedding", emb, config.embedding_threshold, nearest["embedding"]
-        ),
+        "embedding": calibrate("embedding", emb, config.embedding_threshold, nearest["embedding"]),
     }
 
 
@@ -111,7 +109,9 @@ def _embedding_review(
     new = np.asarray([(a, b) not in known for a, b in zip(pairs[0], pairs[1], strict=True)], bool)
     a, b, s = pairs[0][new], pairs[1][new], pairs[2][new]
     table = F.pair_table(handle.metadata["id"].astype(str), (a, b, s), "embedding")
-    table["pixel_score"] = [round(aligned_score(variants[i], variants[j]), 4) for i, j in zip(a, b, strict=True)]
+    table["pixel_score"] = [
+        round(aligned_score(variants[i], variants[j]), 4) for i, j in zip(a, b, strict=True)
+    ]
     return table
 
 
@@ -140,11 +140,17 @@ def run_audit(config: AuditConfig, *, log: Callable[[str], None] = print) -> Aud
     exact = exact_pairs(pix.exact)
     exact_set = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
     near = pairs_above(pix_s, pix_i, cal["pixel"].threshold or np.inf)
-    keep = np.asarray([p not in exact_set for p in zip(near[0].tolist(), near[1].tolist(), strict=True)], bool)
+    keep = np.asarray(
+        [p not in exact_set for p in zip(near[0].tolist(), near[1].tolist(), strict=True)], bool
+    )
     near = (near[0][keep], near[1][keep], near[2][keep])
-    dups = pd.concat([F.pair_table(ids, exact, "exact"), F.pair_table(ids, near, "near")], ignore_index=True)
+    dups = pd.concat(
+        [F.pair_table(ids, exact, "exact"), F.pair_table(ids, near, "near")], ignore_index=True
+    )
     known = exact_set | set(zip(near[0].tolist(), near[1].tolist(), strict=True))
-    review = _embedding_review(handle, vectors, cal["embedding"], config, pix.variants, known, notes, info)
+    review = _embedding_review(
+        handle, vectors, cal["embedding"], config, pix.variants, known, notes, info
+    )
     labels = F.clusters(len(ids), unique_pairs(*concat(exact, near)))
     tables = {
         "duplicates": pd.concat([dups, review], ignore_index=True) if len(review) else dups,
@@ -152,13 +158,19 @@ def run_audit(config: AuditConfig, *, log: Callable[[str], None] = print) -> Aud
         "conflicts": F.conflicts(meta, dups, cols["label"]),
         "agreement": F.agreement(meta, cols["label"], emb_i),
         "outliers": F.outliers(ids, emb_s, pix_s),
-        "unreadable": pd.DataFrame({"id": ids.to_numpy()[list(pix.unreadable)], "reason": list(pix.unreadable.values())}),
+        "unreadable": pd.DataFrame(
+            {"id": ids.to_numpy()[list(pix.unreadable)], "reason": list(pix.unreadable.values())}
+        ),
     }
     counts = _counts(meta, cols, labels, dups, tables, len(review))
     info["seconds"] = round(time.perf_counter() - start, 1)
     info["pixel_seconds"] = round(pix.seconds, 1)
     result = AuditResult(Path(config.out), counts, cal, cols, tables, notes, info)
-    manifest = F.cleaned_manifest(meta, labels, tables["leaks"], cols["split"]) if config.write_manifest else None
+    manifest = (
+        F.cleaned_manifest(meta, labels, tables["leaks"], cols["split"])
+        if config.write_manifest
+        else None
+    )
     from dinosearch.audit.report import write_report
 
     write_report(result, config, meta, labels, manifest)
