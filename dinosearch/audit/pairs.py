@@ -125,7 +125,8 @@ def embedding_pairs(
         queries = np.ascontiguousarray(vectors[start:stop], dtype=np.float32)
         if ranged:
             lims, scores, ids = index.range_search(queries, float(threshold))
-            rows = np.repeat(np.arange(start, stop), np.diff(lims.astype(np.int64)))
+            counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
+            rows = np.repeat(np.arange(start, stop), counts)
         else:
             _, ids = index.search(queries, min(k + 1, n))
             scores = np.einsum("bd,bkd->bk", queries, vectors[np.clip(ids, 0, None)]).ravel()

@@ -60,7 +60,7 @@ def exact_hash(image: Image.Image) -> str:
 
 
 def _unit(image: Image.Image) -> np.ndarray:
-    a = np.asarray(image.resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32).ravel()
+    a = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
     a = a - a.mean()
     return a / max(float(np.linalg.norm(a)), 1e-6)
 
@@ -68,11 +68,15 @@ def _unit(image: Image.Image) -> np.ndarray:
 def thumbnails(image: Image.Image) -> np.ndarray:
     """(T, S*S) unit thumbnails of ``image`` under every (rotation, crop) of the grid."""
     gray = image.convert("L")
-    gray.thumbnail((WORK, WORK), Image.BILINEAR, reducing_gap=2.0)
+    gray.thumbnail((WORK, WORK), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = np.empty((VARIANTS, SIZE * SIZE), dtype=np.float32)
     w, h = gray.size
     for r, degrees in enumerate(ROTATIONS):
-        turned = gray.rotate(degrees, resample=Image.BILINEAR, fillcolor=0) if degrees else gray
+        turned = (
+            gray.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=0)
+            if degrees
+            else gray
+        )
         for c, cut in enumerate(CROPS):
             dx, dy = round(w * cut), round(h * cut)
             out[r * len(CROPS) + c] = _unit(turned.crop((dx, dy, w - dx, h - dy)))

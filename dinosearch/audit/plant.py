@@ -21,7 +21,9 @@ def jpeg(image: Image.Image, quality: int = 35) -> Image.Image:
 
 def resize(image: Image.Image, factor: float = 0.6) -> Image.Image:
     w, h = image.size
-    return image.resize((max(8, round(w * factor)), max(8, round(h * factor))), Image.BICUBIC)
+    return image.resize(
+        (max(8, round(w * factor)), max(8, round(h * factor))), Image.Resampling.BICUBIC
+    )
 
 
 def crop(image: Image.Image, fraction: float = 0.03) -> Image.Image:
@@ -36,7 +38,7 @@ def brighten(image: Image.Image, factor: float = 1.1) -> Image.Image:
 
 
 def rotate(image: Image.Image, degrees: float = 3.0) -> Image.Image:
-    return image.rotate(degrees, resample=Image.BILINEAR, fillcolor=0)
+    return image.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=0)
 
 
 def edits(rng: np.random.Generator) -> dict[str, Edit]:

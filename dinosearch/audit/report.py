@@ -68,7 +68,7 @@ def _sheets(
     big = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 1][:rows]
     sheets: dict[str, list[Row]] = {
         "clusters.png": [
-            (f"cluster of {sizes[c]}", [_caption(meta, r, label) for r in np.flatnonzero(labels == c)])
+            (f"cluster of {sizes[c]}", [_caption(meta, int(r), label) for r in np.flatnonzero(labels == c)])
             for c in big
         ],
         "leaks.png": [

@@ -21,7 +21,7 @@ def _thumb(path: str) -> Image.Image:
         image = read_image(path).convert("L")
     except ImageReadError:
         return Image.new("L", (THUMB, THUMB), 64)
-    image.thumbnail((THUMB, THUMB), Image.BILINEAR, reducing_gap=2.0)
+    image.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return image
 
 
