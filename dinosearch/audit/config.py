@@ -32,12 +32,12 @@ class AuditConfig:
         default=False,
     )
     pixel_threshold: float | None = opt(
-        "aligned thumbnail correlation that makes two films near-duplicates (default: calibrated)",
+        "aligned thumbnail correlation that makes two films near-duplicates; omitted: calibrated on planted copies",
         default=None,
         group="thresholds",
     )
     embedding_threshold: float | None = opt(
-        "inner product that makes two index vectors near-duplicates (default: calibrated)",
+        "inner product that makes two index vectors near-duplicates; omitted: calibrated on planted copies",
         default=None,
         group="thresholds",
     )
