@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog, compare, render
+from dinosearch.app import audit_tab, catalog, compare, render
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -207,13 +207,15 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, evaluation, indexes = st.tabs(["Search", "Evaluation", "Indexes"])
+    search, evaluation, indexes, audit = st.tabs(["Search", "Evaluation", "Indexes", "Audit"])
     with search:
         search_tab(pair, chosen, options)
     with evaluation:
         render.evaluation_tab(chosen, settings)
     with indexes:
         render.show_index_table(infos, problems)
+    with audit:
+        audit_tab.render_audit_choice(settings.reports)
 
 
 def main() -> None:
