@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 
+from dinosearch.inputs.dicomweb import is_dicomweb
 from dinosearch.inputs.images import IMAGE_SUFFIXES
 from dinosearch.inputs.records import ID_COLUMNS, PATH_COLUMNS
 
@@ -109,7 +110,7 @@ def fetch(paths: list[str], folder: str | Path) -> tuple[list[str], dict[int, st
     """
     local, failures = [], {}
     for i, path in enumerate(paths):
-        if not is_uri(path):
+        if not is_uri(path) or is_dicomweb(path):  # read_image fetches DICOMweb paths itself
             local.append(path)
             continue
         target = Path(folder) / f"{i}{posixpath.splitext(path)[1]}"
