@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "why a result is similar to a query: a per-patch map of both films"),
     "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
+    "sync": ("sync", "keep features and indexes in step with a DICOMweb archive (PACS)"),
 }
 
 
