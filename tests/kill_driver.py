@@ -238,11 +238,15 @@ def kill_and_check(
     olds: list[Any],
     new: Any,
     rng: random.Random,
+    trapped: int | None = None,
 ) -> None:
     """Kill ``run`` at every rename and deletion step and at random instants, each time from
     ``reset``; then ``check`` gives the answers now (one of ``olds``), the re-run's exit status,
-    the answers after it (``new``) and what was left behind (nothing)."""
+    the answers after it (``new``) and what was left behind (nothing). ``trapped``: try only that
+    many of the rename/deletion points, drawn at random (for commands with very many)."""
     points = kill_points(tally, run, reset, name)
+    if trapped is not None and len(points) > trapped:
+        points = rng.sample(points, trapped)
     reset()
     clean = in_child(run).seconds
     points += [(f"random instant {r}", None) for r in range(RANDOM_KILLS)]
@@ -270,6 +274,7 @@ def main(argv: list[str]) -> int:
         "index": lambda w: index_scenario(w, rng, info),
         "embed": lambda w: embed_scenario(w, rng),
         "concurrent": lambda w: concurrent_scenario(w, info),
+        "sync": lambda w: __import__("kill_sync").sync_scenario(w, rng),  # needs Orthanc
     }
     summary = {}
     for name in scenarios:

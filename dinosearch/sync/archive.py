@@ -21,7 +21,7 @@ import pandas as pd
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.core.config import to_dict
 from dinosearch.core.runtime import resolve_device
-from dinosearch.core.storage import read_json, remove_dir
+from dinosearch.core.storage import clean_leftovers, read_json, remove_dir
 from dinosearch.features.folder import FeatureSet, embed_to_folder, load_features
 from dinosearch.index import build_index
 from dinosearch.index.publish import current_version
@@ -104,8 +104,10 @@ def _open_features(out: Path) -> FeatureSet | None:
 def sync_once(config: SyncConfig) -> SyncResult:
     """One pass (see module docstring); returns what it added, removed and published."""
     out = Path(config.features)
-    for litter in (".sync-new", ".sync"):  # a finished batch or merge of a killed pass: redo it
-        remove_dir(out.with_name(out.name + litter))
+    for suffix in ("", ".sync-new", ".sync-new.partial", ".sync"):
+        clean_leftovers(out.with_name(out.name + suffix))  # what a killed pass left mid-swap
+    for suffix in (".sync-new", ".sync"):  # a finished batch or merge of a killed pass: redo it
+        remove_dir(out.with_name(out.name + suffix))
     records, _ = load_archive_records(config.archive)
     old = _open_features(out)
     have = set(old.metadata["id"].astype(str)) if old is not None and len(old.metadata) else set()
