@@ -26,6 +26,8 @@ class Options:
     k: int
     columns: list[str]
     filters: dict[str, list[Any]]
+    viewer_url: str | None = None  # link template (--viewer-url)
+    archive: str | None = None  # query by UID from this archive (--archive)
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
@@ -92,15 +94,30 @@ def sidebar_options(metadata: pd.DataFrame, settings: app.AppSettings) -> Option
                 picked = st.multiselect(column, values, key=f"filter-{column}")
                 if picked:
                     filters[column] = picked
-    return Options(k, columns, filters)
+    return Options(k, columns, filters, settings.viewer_url, settings.archive)
 
 
 # ---- main area ----
 
 
-def query_input(pair: app.SideBySide, metadata: pd.DataFrame) -> dict[str, Any] | None:
+def query_input(
+    pair: app.SideBySide, metadata: pd.DataFrame, archive: str | None = None
+) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
-    source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
+    sources = ["Upload a film", "Pick from the collection"] + (
+        ["A film in the archive"] * bool(archive)
+    )
+    source = st.radio("Query", sources, horizontal=True)
+    if source == "A film in the archive" and archive:
+        uid = st.text_input("Study or SOP Instance UID")
+        if not uid:
+            return None
+        return {
+            "image": app.read_archive_query(archive, uid),
+            "name": uid,
+            "label": None,
+            "exclude": None,
+        }
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -138,7 +155,7 @@ def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options)
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
-            query = query_input(pair, pair.raw.metadata)
+            query = query_input(pair, pair.raw.metadata, options.archive)
         except ImageReadError as e:
             st.error(f"Could not read {e.path}: {e.reason}. Use a PNG, JPEG or DICOM chest film.")
             return
@@ -152,6 +169,8 @@ def search_tab(pair: app.SideBySide, info: catalog.Comparison, options: Options)
         query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
     )
     took = time.perf_counter() - start
+    for side in (result.raw, result.adapted):
+        app.add_viewer_links(side.rows, options.viewer_url)
     with top[2]:
         views.show_agreement(app.agreement(result, query["label"], options.k), options.k, took)
     st.divider()

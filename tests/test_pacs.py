@@ -199,3 +199,43 @@ def test_slow_archive_times_out(
         dicomweb._session.cache_clear()
     err = capsys.readouterr().err
     assert "no answer within 0.3 s" in err and err.count("\n") == 1
+
+
+def test_search_json_links_each_result_to_its_study(
+    archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from dinosearch.app.compare import read_archive_query
+    from dinosearch.inputs.dicomweb import fetch_instance
+
+    server, films = archive
+    url = f"{server.dicomweb}?StudyInstanceUID={films_study(films[0])}"
+    assert main(["embed", "--images", url, "--out", str(tmp_path / "f"), *EMBED]) == 0
+    assert main(["index", "--features", str(tmp_path / "f"), "--out", str(tmp_path / "i")]) == 0
+    template = f"{server.url}/app/explorer.html#study?uuid={{StudyInstanceUID}}&sop={{id}}"
+    capsys.readouterr()
+    argv = ["search", "--index", str(tmp_path / "i"), "--image", str(films[0]), "--json"]
+    assert main([*argv, "--viewer-url", template, "-k", "2"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    ds = dcmread(films[0], stop_before_pixels=True)
+    for row in results:
+        assert row["viewer_url"] == template.format(
+            StudyInstanceUID=row["StudyInstanceUID"], id=row["id"]
+        )
+    assert ds.StudyInstanceUID in {r["StudyInstanceUID"] for r in results}
+    # "this film in the archive": by SOP Instance UID, and by Study Instance UID
+    assert (
+        dcmread(
+            __import__("io").BytesIO(fetch_instance(server.dicomweb, ds.SOPInstanceUID))
+        ).SOPInstanceUID
+        == ds.SOPInstanceUID
+    )
+    by_study = read_archive_query(server.dicomweb, ds.StudyInstanceUID)
+    assert by_study.size[0] > 0
+    with pytest.raises(ValueError, match="no study or instance"):
+        fetch_instance(server.dicomweb, "1.2.3.999")
+
+
+def films_study(path: Path) -> str:
+    return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)

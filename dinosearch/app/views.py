@@ -104,6 +104,8 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str]) -> None:
     extra = [f"{c}: {r[c]}" for c in columns if c != "label" and pd.notna(r[c])]
     if extra:
         st.caption(" · ".join(extra))
+    if r.get("viewer_url"):  # built from the server's template, values URL-quoted
+        st.link_button("Open in the viewer", str(r["viewer_url"]))
 
 
 def show_why(why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any) -> None:

@@ -219,7 +219,11 @@ def _multipart(content_type: str, body: bytes) -> list[bytes]:
         return [body] if body else []
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    return [part.get_payload(decode=True) or b"" for part in message.iter_parts()]  # type: ignore[attr-defined]
+    parts = []
+    for part in message.iter_parts():  # type: ignore[attr-defined]
+        payload = part.get_payload(decode=True)
+        parts.append(payload if isinstance(payload, bytes) else b"")
+    return parts
 
 
 def fetch_instance(url: str, uid: str) -> bytes:

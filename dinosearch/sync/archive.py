@@ -134,7 +134,7 @@ def sync_once(config: SyncConfig) -> SyncResult:
     result.skipped = int(features.manifest.get("skipped", 0))
     if features.manifest["count"] == 0:
         return result  # nothing to index (an empty archive or every film undecodable)
-    pairs = [(Path(config.index), None)]
+    pairs: list[tuple[Path, str | None]] = [(Path(config.index), None)]
     if config.adapted_index is not None:
         pairs.append((Path(config.adapted_index), config.adapter))
     for index, adapter in pairs:
