@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from archive_films import sample_rows, write_films
 from helpers import TINY_CLI
-from orthanc import PASSWORD, USER, Orthanc, available
+from orthanc import PASSWORD, USER, Orthanc, available, free_port
 from pydicom import dcmread
 
 from dinosearch.cli import main
@@ -224,13 +224,8 @@ def test_search_json_links_each_result_to_its_study(
             StudyInstanceUID=row["StudyInstanceUID"], id=row["id"]
         )
     assert ds.StudyInstanceUID in {r["StudyInstanceUID"] for r in results}
-    # "this film in the archive": by SOP Instance UID, and by Study Instance UID
-    assert (
-        dcmread(
-            __import__("io").BytesIO(fetch_instance(server.dicomweb, ds.SOPInstanceUID))
-        ).SOPInstanceUID
-        == ds.SOPInstanceUID
-    )
+    # "this film in the archive": by SOP Instance UID (the very file stored), by Study Instance UID
+    assert fetch_instance(server.dicomweb, ds.SOPInstanceUID) == films[0].read_bytes()
     by_study = read_archive_query(server.dicomweb, ds.StudyInstanceUID)
     assert by_study.size[0] > 0
     with pytest.raises(ValueError, match="no study or instance"):
@@ -239,3 +234,33 @@ def test_search_json_links_each_result_to_its_study(
 
 def films_study(path: Path) -> str:
     return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_multipart_parts_come_back_byte_exact() -> None:
+    parts = [b"DICM\r\n--not-a-boundary\r\n\x00\xff", b"\r\n\r\nsecond\r\n"]
+    body = b"".join(
+        b"--b0undary\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n" for p in parts
+    )
+    body += b"--b0undary--\r\n"
+    assert (
+        dicomweb._multipart(
+            'multipart/related; type="application/dicom"; boundary="b0undary"', body
+        )
+        == parts
+    )
+    assert dicomweb._multipart("application/dicom", b"raw") == [b"raw"]
+
+
+def test_archive_error_from_a_loader_worker_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process's ArchiveError reaches the caller as itself, without the worker's traceback."""
+    import torch
+
+    from dinosearch.features.loader import ImageDataset, make_loader
+
+    monkeypatch.setenv(dicomweb.RETRIES_ENV, "0")
+    closed = f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web/studies/1/series/2/instances/3"
+    dataset = ImageDataset([closed], transform=lambda image: image)  # type: ignore[arg-type]
+    loader = make_loader(dataset, batch_size=1, num_workers=1, device=torch.device("cpu"))
+    with pytest.raises(ArchiveError) as caught:
+        next(iter(loader))
+    assert "archive unreachable" in str(caught.value) and "\n" not in str(caught.value)
