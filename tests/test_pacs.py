@@ -66,6 +66,10 @@ def test_paged_listing_and_filters(archive) -> None:
     both, _ = load_archive_records(server.dicomweb + "?Modality=CR&Modality=DX")
     assert set(cr["Modality"]) == {"CR"} and set(dx["Modality"]) == {"DX"}
     assert len(cr) + len(dx) == len(both) == 40
+    patient = full["patient_id"][full["patient_id"].str.contains(":")].iloc[0]  # "cxnet-img:025"
+    one, _ = load_archive_records(f"{server.dicomweb}?PatientID={patient}")
+    assert len(one) and set(one["patient_id"]) == {patient}
+    assert len(one) == (full["patient_id"] == patient).sum()
 
 
 def test_credentials_in_the_url_are_refused(capsys: pytest.CaptureFixture[str], tmp_path) -> None:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -150,7 +150,9 @@ def iter_instances(url: str, page: int = PAGE) -> Iterator[dict[str, Any]]:
     offset = 0
     while True:
         params = {**filters, "includefield": fields, "limit": page, "offset": offset}
-        response = _get(f"{base}/instances", params, "application/dicom+json")
+        # Orthanc 1.10 matches QIDO values without percent-decoding them: keep ':' '*' ',' as is
+        query = urlencode(params, doseq=True, safe=":*,^", quote_via=quote)
+        response = _get(f"{base}/instances?{query}", accept="application/dicom+json")
         if response.status_code == 204:
             return
         if not response.ok:
