@@ -10,9 +10,11 @@ new; the next pass finishes what is missing. A pass with nothing new publishes n
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +44,18 @@ class SyncResult:
 
 
 def _backbone(config: SyncConfig, old: FeatureSet | None) -> Backbone:
-    device = resolve_device(config.device)
     if old is not None:  # the backbone the folder was made with, whatever the flags say
-        return load_backbone(**old.manifest["backbone"]["load_args"], device=device)
-    return load_backbone(
-        config.backbone,
-        config.weights,
-        image_size=config.image_size,
-        seed=config.seed,
-        device=device,
-    )
+        args = dict(old.manifest["backbone"]["load_args"])
+    else:
+        args = {"name": config.backbone, "weights": config.weights}
+        args |= {"image_size": config.image_size, "seed": config.seed}
+    return _load(json.dumps(args, sort_keys=True), str(resolve_device(config.device)))
+
+
+@lru_cache(maxsize=1)
+def _load(args: str, device: str) -> Backbone:
+    """Loaded once per process: a --watch loop does not reload the weights every round."""
+    return load_backbone(**json.loads(args), device=device)
 
 
 def _embed_new(records: pd.DataFrame, config: SyncConfig, old: FeatureSet | None) -> Path | None:
