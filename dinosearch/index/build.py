@@ -117,7 +117,7 @@ def build_index(
         "estimated_memory_gb": round(estimate_bytes(kind, index.ntotal, dim, chosen) / 2**30, 3),
         "built_on": built_on,
     }
-    return _write_version(out, index, table, manifest, keep)
+    return write_version(out, index, table, manifest, keep)
 
 
 def vector_chunks(
@@ -190,7 +190,7 @@ def _append(
     merged = pa.concat_tables([base.table, table], promote_options="permissive")
     manifest = copy.deepcopy(base.manifest)
     manifest["appended"] = [*manifest.get("appended", []), {**source, "added": table.num_rows}]
-    return _write_version(out, base.index, merged, manifest, keep)
+    return write_version(out, base.index, merged, manifest, keep)
 
 
 def _check_same_vectors(
@@ -234,7 +234,7 @@ def _ranges(rows: np.ndarray) -> list[list[int]]:
     return [[int(r[0]), int(r[-1]) + 1] for r in np.split(rows, breaks)]
 
 
-def _write_version(
+def write_version(
     out: Path, index: faiss.Index, table: pa.Table, manifest: dict[str, Any], keep: int
 ) -> IndexHandle:
     """Write the version's files to staging, checksum them, publish it as ``current``."""

@@ -1,0 +1,90 @@
+"""The erasure job: drop films (by id) from indexes, the features folders they name and the view cache.
+
+Order: features folders first, then each index (a new version, then every older one deleted), then
+the view cache. A kill at any point leaves every folder usable, and a re-run finishes the job:
+indexes take their features entries from the folders as they are now (see ``index.erase``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dinosearch.adapt.erase import drop_cache_entries
+from dinosearch.core.storage import read_json
+from dinosearch.features.erase import drop_rows
+from dinosearch.features.folder import load_features
+from dinosearch.index.erase import IndexErasure, erase_from_index
+from dinosearch.index.handle import open_index
+from dinosearch.index.publish import VERSIONS, list_versions
+from dinosearch.search.filters import RowFilters
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What ``forget`` removed where."""
+
+    ids: int  # distinct ids asked for
+    features: tuple[tuple[str, int], ...]  # (features folder, rows dropped now)
+    indexes: tuple[IndexErasure, ...]
+    cache_entries: tuple[str, ...]  # view-cache folders deleted
+
+
+def ids_where(index_dirs: Sequence[str | Path], where: str) -> list[str]:
+    """Ids of the rows of the indexes' live versions that pass filter ``where`` (search's syntax,
+    e.g. ``"patient_id == 'P1'"``), sorted, each once."""
+    found: set[str] = set()
+    for index_dir in index_dirs:
+        handle = open_index(index_dir, verify=False)
+        mask = RowFilters(handle).mask(where)
+        if mask is not None:
+            found.update(handle.metadata["id"].astype(str)[mask].tolist())
+    return sorted(found)
+
+
+def features_of(index_dirs: Sequence[str | Path]) -> list[Path]:
+    """The features folders any version of the indexes names (first and appended), each once."""
+    folders: dict[Path, None] = {}
+    for index_dir in index_dirs:
+        live = open_index(index_dir, verify=False).manifest
+        older = [
+            read_json(Path(index_dir) / VERSIONS / v / "manifest.json")
+            for v in list_versions(index_dir)
+            if v != live["version"]
+        ]
+        for m in (live, *older):
+            for src in (m["features"], *m.get("appended", [])):
+                if Path(src["path"]).exists() or m is live:  # an older build's folder may be gone
+                    folders[Path(src["path"])] = None
+    return list(folders)
+
+
+def forget(
+    index_dirs: Sequence[Path],
+    ids: Collection[str],
+    *,
+    features_dirs: Sequence[Path] | None = None,
+    cache_dir: Path | None = None,
+) -> ForgetResult:
+    """Remove the rows of ``ids`` from every index, every features folder they name (and
+    ``features_dirs``) and the view cache; delete every older index version.
+
+    Args:
+        index_dirs: index folders (``indexes/NAME``); all versions are scrubbed.
+        ids: row ids (for archive films the SOP Instance UID).
+        features_dirs: further features folders to drop the rows from.
+        cache_dir: the view cache (None: ``$DINOSEARCH_CACHE/views`` or ``~/.cache/...``); every
+            entry made by those features' backbones is deleted.
+    Raises:
+        ValueError: no index given; FileNotFoundError: an index or features folder is missing.
+    """
+    if not index_dirs and not features_dirs:
+        raise ValueError("give at least one --index (or features folder) to remove rows from")
+    wanted = {str(i) for i in ids}
+    folders = list(dict.fromkeys([*features_of(index_dirs), *map(Path, features_dirs or [])]))
+    backbones = {load_features(f, metadata=False).fingerprint for f in folders}
+    dropped = tuple((str(f), drop_rows(f, wanted)) for f in folders)
+    indexes = tuple(erase_from_index(i, wanted) for i in index_dirs)
+    cache = tuple(drop_cache_entries(cache_dir, backbones)) if wanted else ()
+    return ForgetResult(len(wanted), dropped, indexes, cache)
