@@ -30,7 +30,7 @@ import pyarrow as pa
 from dinosearch.core.storage import pid_alive
 from dinosearch.features.folder import load_features
 from dinosearch.index.assemble import build
-from dinosearch.index.build import write_version
+from dinosearch.index.files import write_version
 from dinosearch.index.handle import IndexHandle, open_index
 from dinosearch.index.publish import VERSIONS, list_versions, prune
 
@@ -76,7 +76,7 @@ def erase_from_index(index_dir: str | Path, ids: Collection[str]) -> IndexErasur
             manifest["erased"] = int(manifest.get("erased", 0)) + int(drop.sum())
             manifest["modified"] = datetime.now(UTC).isoformat(timespec="seconds")
         table = base.table.filter(pa.array(~drop))
-        published = write_version(out, index, table, manifest, keep=1).version
+        published = write_version(out, index, table, manifest, keep=1, base=base.version).version
     scrub_versions(out)
     deleted = tuple(v for v in before if v not in list_versions(out))
     return IndexErasure(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dinosearch.adapt.erase import drop_cache_entries
+from dinosearch.core.lock import writing
 from dinosearch.core.storage import read_json
 from dinosearch.features.erase import drop_rows
 from dinosearch.features.folder import load_features
@@ -84,7 +85,13 @@ def forget(
     wanted = {str(i) for i in ids}
     folders = list(dict.fromkeys([*features_of(index_dirs), *map(Path, features_dirs or [])]))
     backbones = {load_features(f, metadata=False).fingerprint for f in folders}
-    dropped = tuple((str(f), drop_rows(f, wanted)) for f in folders)
-    indexes = tuple(erase_from_index(i, wanted) for i in index_dirs)
+    dropped = []
+    for folder in folders:  # one writer per folder: an `embed` or `index` into it waits
+        with writing(folder, "remove"):
+            dropped.append((str(folder), drop_rows(folder, wanted)))
+    indexes = []
+    for index_dir in index_dirs:
+        with writing(Path(index_dir), "remove"):
+            indexes.append(erase_from_index(index_dir, wanted))
     cache = tuple(drop_cache_entries(cache_dir, backbones)) if wanted else ()
-    return ForgetResult(len(wanted), dropped, indexes, cache)
+    return ForgetResult(len(wanted), tuple(dropped), tuple(indexes), cache)
