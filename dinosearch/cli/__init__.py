@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "query an index with an image"),
     "explain": ("explain", "why a result is similar to a query: a per-patch map of both films"),
     "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
+    "remove": ("remove", "erase rows (by id or filter) from indexes, their features and caches"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
 }
 

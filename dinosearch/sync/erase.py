@@ -2,7 +2,9 @@
 
 Order: features folders first, then each index (a new version, then every older one deleted), then
 the view cache. A kill at any point leaves every folder usable, and a re-run finishes the job:
-indexes take their features entries from the folders as they are now (see ``index.erase``).
+indexes take their features entries from the folders as they are now (see ``index.erase``), and
+the view-cache entries of those features' backbones are deleted on every run (they are keyed by
+image-list position, not id, and a re-run's ids may no longer be found anywhere else).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dinosearch.index.erase import IndexErasure, erase_from_index
 from dinosearch.index.handle import open_index
 from dinosearch.index.publish import VERSIONS, list_versions
 from dinosearch.search.filters import RowFilters
+from dinosearch.sync.remove_config import RemoveConfig
 
 
 @dataclass(frozen=True)
@@ -93,5 +96,35 @@ def forget(
     for index_dir in index_dirs:
         with writing(Path(index_dir), "remove"):
             indexes.append(erase_from_index(index_dir, wanted))
-    cache = tuple(drop_cache_entries(cache_dir, backbones)) if wanted else ()
+    cache = tuple(drop_cache_entries(cache_dir, backbones))  # also on a re-run: see module doc
     return ForgetResult(len(wanted), tuple(dropped), tuple(indexes), cache)
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Ids from a text file, one per line (blank lines skipped)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"--ids {path}: no such file; give a file of ids, one per line"
+        ) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"--ids {path}: unreadable ({e}); give a UTF-8 text file, one id a line"
+        ) from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def remove(config: RemoveConfig) -> ForgetResult:
+    """``dinosearch remove``: the ids of ``config.ids`` (a file) or ``config.where`` (a filter), forgotten."""
+    if (config.ids is None) == (config.where is None):
+        raise ValueError("give exactly one of --ids FILE or --where FILTER")
+    indexes = [Path(p) for p in config.index]
+    where = str(config.where)
+    ids = read_ids(config.ids) if config.ids is not None else ids_where(indexes, where)
+    return forget(
+        indexes,
+        ids,
+        features_dirs=[Path(p) for p in config.features],
+        cache_dir=Path(config.cache_dir) if config.cache_dir else None,
+    )
