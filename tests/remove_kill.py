@@ -1,6 +1,6 @@
-"""Kill scenario "remove" (run by kill_driver.py): `dinosearch remove` SIGKILLed before and after every
-rename, at every 4th deletion step and at 32 seeded random instants while it rewrites two features folders, publishes an
-index version, deletes three older ones and a view-cache entry.
+"""Kill scenario "remove" (run by kill_driver.py): `dinosearch remove` SIGKILLed before and after
+every rename, at every 4th deletion step and at 32 seeded random instants, while it rewrites two
+features folders, publishes an index version, deletes three older ones and a view-cache entry.
 
 After each kill: every folder is whole (the index answers as the old or the new version, each
 features folder loads with checksums as the old or the new one, never an index newer than its
