@@ -52,11 +52,13 @@ def features_of(index_dirs: Sequence[str | Path]) -> list[Path]:
     folders: dict[Path, None] = {}
     for index_dir in index_dirs:
         live = open_index(index_dir, verify=False).manifest
-        older = [
-            read_json(Path(index_dir) / VERSIONS / v / "manifest.json")
-            for v in list_versions(index_dir)
-            if v != live["version"]
-        ]
+        older = []
+        for v in list_versions(index_dir):
+            try:
+                if v != live["version"]:
+                    older.append(read_json(Path(index_dir) / VERSIONS / v / "manifest.json"))
+            except FileNotFoundError:
+                continue  # pruned meanwhile by another writer
         for m in (live, *older):
             for src in (m["features"], *m.get("appended", [])):
                 if Path(src["path"]).exists() or m is live:  # an older build's folder may be gone
