@@ -70,7 +70,11 @@ def writing(folder: Path, command: str, *, timeout: float = DEFAULT_TIMEOUT) -> 
     folder = Path(folder).absolute()
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(
-        str(lock_path(folder)), timeout=timeout, thread_local=False, preserve_lock_file=True
+        str(lock_path(folder)),
+        timeout=timeout,
+        thread_local=False,
+        preserve_lock_file=True,  # deleting it on release would let two writers lock two inodes
+        poll_interval=0.01,
     )
     try:
         lock.acquire()

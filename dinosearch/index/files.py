@@ -9,7 +9,6 @@ faiss produced before the file is checksummed.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from dinosearch.index.publish import next_version, publish, staging
 
 
 def write_index_file(index: faiss.Index, path: Path) -> int:
-    """Write ``index`` to ``path``, fsynced and size-checked; → the bytes written.
+    """Write ``index`` to ``path``, size-checked (``publish`` fsyncs it); → the bytes written.
 
     Raises:
         OSError: any write, flush, fsync or close error (ENOSPC, EROFS, EDQUOT…), errno kept.
@@ -44,27 +43,26 @@ def write_index_file(index: faiss.Index, path: Path) -> int:
             written += len(chunk)
 
         try:
-            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
         except Exception as e:  # faiss wraps the callback's error in a RuntimeError
             if errors:
                 raise errors[0] from e
             raise
         f.flush()
-        os.fsync(f.fileno())
-    _check_size(path, written)
+    _check_size(
+        path, written
+    )  # publish() fsyncs it (an fsync error raises there, before the switch)
     return written
 
 
 def write_table_file(table: pa.Table, path: Path) -> None:
-    """Write ``table`` as Parquet to ``path``, fsynced; its footer read back must show every row.
+    """Write ``table`` as Parquet to ``path``; its footer read back must show every row.
 
     Raises:
         OSError: any write, fsync or close error, errno kept.
         ValueError: the file read back does not hold ``table.num_rows`` rows (rebuild).
     """
     pq.write_table(table, path)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
     try:
         rows = pq.ParquetFile(path).metadata.num_rows
     except (pa.ArrowException, OSError) as e:
