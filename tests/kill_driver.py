@@ -73,8 +73,13 @@ class Tally:
 
 
 def leftovers(folder: Path, name: str) -> list[str]:
-    """Hidden ``.NAME.*`` entries, ``NAME.partial`` and staging/temporary files under ``folder``."""
-    found = [p for p in folder.iterdir() if p.name.startswith((f".{name}.", f"{name}.partial"))]
+    """Hidden ``.NAME.*`` entries (but the lock files), ``NAME.partial`` and staging/temporary files."""
+    lock = (f".{name}.lock", f".{name}.lock.holder")  # core.lock keeps these by design
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.name.startswith((f".{name}.", f"{name}.partial")) and p.name not in lock
+    ]
     inner = folder / name
     if inner.is_dir():
         found += list(inner.rglob(".*"))
