@@ -37,7 +37,11 @@ def write_features(folder: Path, rows: int, dim: int, seed: int = 0) -> None:
     folder.mkdir(parents=True)
     np.save(folder / "features.npy", feats)
     ids = [f"img{i:07d}" for i in range(rows)]
-    meta = {"id": ids, "path": [f"/films/{i}.png" for i in ids], "patient_id": [i[:-1] for i in ids]}
+    meta = {
+        "id": ids,
+        "path": [f"/films/{i}.png" for i in ids],
+        "patient_id": [i[:-1] for i in ids],
+    }
     pd.DataFrame(meta).to_parquet(folder / "metadata.parquet", index=False)
     write_json(
         folder / "manifest.json",
@@ -59,7 +63,9 @@ def bench(work: Path, kind: str, rows: int, dim: int, fraction: float) -> dict[s
     build_index(features, index, index_type=kind)  # type: ignore[arg-type]
     built = time.perf_counter() - built
     params = open_index(index).manifest["params"]
-    ids = [f"img{i:07d}" for i in np.random.default_rng(1).choice(rows, int(rows * fraction), False)]
+    ids = [
+        f"img{i:07d}" for i in np.random.default_rng(1).choice(rows, int(rows * fraction), False)
+    ]
     t0 = time.perf_counter()
     drop_rows(features, ids)
     t1 = time.perf_counter()
