@@ -73,8 +73,8 @@ class Tally:
 
 
 def leftovers(folder: Path, name: str) -> list[str]:
-    """Hidden ``.NAME.*`` entries (but the lock files), ``NAME.partial`` and staging/temporary files."""
-    lock = (f".{name}.lock", f".{name}.lock.holder")  # core.lock keeps these by design
+    """Hidden ``.NAME.*`` entries, ``NAME.partial`` and staging/temporary files under ``folder``."""
+    lock = (f".{name}.lock", f".{name}.lock.holder")  # the writer lock stays by design (core.lock)
     found = [
         p
         for p in folder.iterdir()
