@@ -21,6 +21,7 @@ from concurrency import concurrent_scenario
 from forking import DELETES, RENAMES, Outcome, Trap, count_calls, in_child
 from helpers import TINY_CLI, clustered_vectors, write_features_folder
 from PIL import Image
+from remove_kill import remove_scenario
 
 import dinosearch.core.storage as storage
 from dinosearch.backbones import load_backbone
@@ -73,7 +74,12 @@ class Tally:
 
 def leftovers(folder: Path, name: str) -> list[str]:
     """Hidden ``.NAME.*`` entries, ``NAME.partial`` and staging/temporary files under ``folder``."""
-    found = [p for p in folder.iterdir() if p.name.startswith((f".{name}.", f"{name}.partial"))]
+    lock = (f".{name}.lock", f".{name}.lock.holder")  # the writer lock stays by design (core.lock)
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.name.startswith((f".{name}.", f"{name}.partial")) and p.name not in lock
+    ]
     inner = folder / name
     if inner.is_dir():
         found += list(inner.rglob(".*"))
@@ -238,6 +244,8 @@ def kill_and_check(
     olds: list[Any],
     new: Any,
     rng: random.Random,
+    random_kills: int = RANDOM_KILLS,
+    every_delete: int = 1,
     trapped: int | None = None,
 ) -> None:
     """Kill ``run`` at every rename and deletion step and at random instants, each time from
@@ -245,11 +253,16 @@ def kill_and_check(
     the answers after it (``new``) and what was left behind (nothing). ``trapped``: try only that
     many of the rename/deletion points, drawn at random (for commands with very many)."""
     points = kill_points(tally, run, reset, name)
+    points = [  # only every ``every_delete``-th deletion step: a run that deletes many files
+        (where, trap)
+        for where, trap in points
+        if not where.startswith("delete") or trap is None or trap.at % every_delete == 0
+    ]
     if trapped is not None and len(points) > trapped:
         points = rng.sample(points, trapped)
     reset()
     clean = in_child(run).seconds
-    points += [(f"random instant {r}", None) for r in range(RANDOM_KILLS)]
+    points += [(f"random instant {r}", None) for r in range(random_kills)]
     for where, trap in points:
         case = f"{name} killed at {where}"
         reset()
@@ -274,6 +287,7 @@ def main(argv: list[str]) -> int:
         "index": lambda w: index_scenario(w, rng, info),
         "embed": lambda w: embed_scenario(w, rng),
         "concurrent": lambda w: concurrent_scenario(w, info),
+        "remove": lambda w: remove_scenario(w, rng, info),
         "sync": lambda w: __import__("kill_sync").sync_scenario(w, rng),  # needs Orthanc
     }
     summary = {}

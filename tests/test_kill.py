@@ -35,7 +35,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
     }
-    scenarios = ["replace", "index", "embed", "concurrent"]
+    scenarios = ["replace", "index", "embed", "concurrent", "remove"]
     if available() is None:
         scenarios.append("sync")
     driver = [sys.executable, str(TESTS / "kill_driver.py"), str(work), str(SEED), *scenarios]
@@ -47,7 +47,8 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("scenario", "least"), [("replace", 12), ("index", 15), ("embed", 30), ("sync", 20)]
+    ("scenario", "least"),
+    [("replace", 12), ("index", 15), ("embed", 30), ("remove", 40), ("sync", 20)],
 )
 def test_killed_runs_leave_old_or_new_and_rerun_completes(
     summary: dict[str, Any], scenario: str, least: int
@@ -57,6 +58,10 @@ def test_killed_runs_leave_old_or_new_and_rerun_completes(
     found = summary[scenario]
     assert not found["failures"], "\n".join(found["failures"])
     assert found["kills"] >= least, found
+
+
+def test_remove_killed_at_20_random_instants(summary: dict[str, Any]) -> None:
+    assert summary["remove"]["by_kind"].get("random", 0) >= 20, summary["remove"]
 
 
 def test_queries_during_republishing_never_fail_or_mix(summary: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from archive_films import sample_rows, write_films
 from helpers import TINY, TINY_SIZE, save_untrained_adapter
@@ -37,8 +38,13 @@ def _vectors(index_dir: Path) -> dict[str, np.ndarray]:
 
 
 def test_sync_adds_new_films_removes_deleted_patients_and_is_idempotent(
-    orthanc: Orthanc, tmp_path: Path, tiny_backbone, capsys: pytest.CaptureFixture[str]
+    orthanc: Orthanc,
+    tmp_path: Path,
+    tiny_backbone,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("DINOSEARCH_CACHE", str(tmp_path / "cache"))  # erasure clears view caches
     first, later = sample_rows(10, start=200), sample_rows(20, start=210)
     orthanc.store(write_films(first, tmp_path / "films", start=200))
     save_untrained_adapter(tmp_path / "adapter", tiny_backbone)
@@ -76,3 +82,22 @@ def test_sync_adds_new_films_removes_deleted_patients_and_is_idempotent(
     again = sync_once(config)
     assert again.added == [] and again.removed == [] and again.published == {}
     assert {n: open_index(tmp_path / n).version for n in ("raw", "adapted")} == versions
+    # erased: no version of either index, and not the features folder, holds a removed film
+    gone_uids = set(_archive_ids_before(first, gone))
+    assert len(gone_uids) == removed
+    for name in ("raw", "adapted"):
+        for version in (tmp_path / name / "versions").iterdir():
+            meta = pd.read_parquet(version / "metadata.parquet")
+            assert not set(meta["id"]) & gone_uids, version
+    assert not set(pd.read_parquet(tmp_path / "features" / "metadata.parquet")["id"]) & gone_uids
+
+
+def _archive_ids_before(rows: pd.DataFrame, gone: list[str]) -> list[str]:
+    """SOP Instance UIDs of the films of patients ``gone`` (as archive_films made them)."""
+    from archive_films import film
+
+    return [
+        str(film(row, 200 + i).SOPInstanceUID)
+        for i, row in rows.iterrows()
+        if row["patient_id"] in gone
+    ]

@@ -95,6 +95,16 @@ def _stale(index: Path, features: FeatureSet) -> bool:
     )
 
 
+def _forget(config: SyncConfig, ids: list[str]) -> None:
+    """``sync.erase.forget``: the rows of ``ids`` out of the features folder, of every version of
+    the indexes that exist, and the view cache (docs/pacs.md: what erasure guarantees)."""
+    from dinosearch.sync.erase import forget
+
+    indexes = [Path(p) for p in (config.index, config.adapted_index) if p is not None]
+    live = [p for p in indexes if (p / "current").is_file()]
+    forget(live, ids, features_dirs=[Path(config.features)])
+
+
 def _open_features(out: Path) -> FeatureSet | None:
     """The features folder, or None before the first pass (a folder a kill left aside is put back)."""
     try:
@@ -117,9 +127,13 @@ def sync_once(config: SyncConfig) -> SyncResult:
     have = set(old.metadata["id"].astype(str)) if old is not None and len(old.metadata) else set()
     skipped_before = set(read_skipped(out)["path"]) if old is not None else set()
     listed = set(records["id"])
+    result = SyncResult(removed=sorted(have - listed))
+    if result.removed:  # erased from the features folder, every index version and the view cache
+        _forget(config, result.removed)
+        old = _open_features(out)
     todo = records[~records["id"].isin(have) & ~records["path"].isin(skipped_before)]
-    result = SyncResult(added=todo["id"].tolist(), removed=sorted(have - listed))
-    if todo.empty and not result.removed and old is not None:
+    result.added = todo["id"].tolist()
+    if todo.empty and old is not None:
         features = old
     else:
         new_dir = _embed_new(todo.reset_index(drop=True), config, old)
