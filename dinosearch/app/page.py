@@ -28,6 +28,8 @@ class Options:
     columns: list[str]
     show_id: bool
     filters: dict[str, list[Any]]
+    viewer_url: str | None = None  # link template (--viewer-url)
+    archive: str | None = None  # query by UID from this archive (--archive)
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
@@ -94,17 +96,26 @@ def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Op
                 picked = st.multiselect(column, values, key=f"filter-{column}", format_func=cut)
                 if picked:
                     filters[column] = picked
-    return Options(k, columns, settings.show_id, filters)
+    return Options(k, columns, settings.show_id, filters, settings.viewer_url, settings.archive)
 
 
 # ---- main area ----
 
 
 def query_input(
-    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool
+    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool, archive: str | None = None
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
-    source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
+    sources = ["Upload a film", "Pick from the collection"] + ["A film in the archive"] * bool(
+        archive
+    )
+    source = st.radio("Query", sources, horizontal=True)
+    if source == "A film in the archive" and archive:
+        uid = st.text_input("Study or SOP Instance UID")
+        if not uid:
+            return None
+        image = compare.read_archive_query(archive, uid)
+        return {"image": image, "name": cut(uid), "label": None, "exclude": None}
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -150,7 +161,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
-            query = query_input(pair, pair.raw.metadata, options.show_id)
+            query = query_input(pair, pair.raw.metadata, options.show_id, options.archive)
         except ImageReadError as e:
             st.error(
                 render.message(f"Could not read {e.path}: {e.reason}.")
@@ -167,6 +178,8 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
         query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
     )
     took = time.perf_counter() - start
+    for side in (result.raw, result.adapted):
+        compare.add_viewer_links(side.rows, options.viewer_url)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "duplicates, near-duplicates, split leaks, label conflicts, outliers"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
     "app": ("app", "open the search page (Streamlit) on an indexes folder"),
+    "remove": ("remove", "erase rows (by id or filter) from indexes, their features and caches"),
+    "sync": ("sync", "keep features and indexes in step with a DICOMweb archive (PACS)"),
 }
 
 
