@@ -59,9 +59,10 @@ def test_old_report_is_readable(old: Path) -> None:
 def test_old_indexes_evaluate_from_their_features_to_the_old_report(old: Path) -> None:
     before = json.loads((old / "report" / "report.json").read_text())["result"]["overall"]
     args = (old / "indexes" / "raw", old / "indexes" / "adapted", old / "new-report")
-    result, meta, _ = evaluate_indexes(
+    evaluated = evaluate_indexes(
         *args, ks=[1, 3], n_boot=20, features=old / "features", adapter=old / "adapter"
     )
+    result, meta = evaluated.metrics, evaluated.meta
     assert meta["whitening"]["source"] == f"features folder {old / 'features'}"
     for method in ("raw", "centred", "whitened", "adapted", "adapted-raw"):
         for metric in ("precision@1", "precision@3", "map@3"):

@@ -120,8 +120,11 @@ def save_adapter(
     data: dict[str, Any],
     metrics: dict[str, Any],
     backbone_info: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> str:
     """Write ``folder/adapter.safetensors`` then ``folder/adapter.json`` (each atomically); return the fingerprint.
+
+    ``config``: the job's settings (``core.config.job_record``), recorded under ``"config"``.
 
     ``adapter.json`` is written last and names the weights' checksum, so a crash in between leaves a
     folder that ``load_adapter`` refuses rather than a silent mix of old and new.
@@ -148,6 +151,7 @@ def save_adapter(
             "metrics": metrics,
             "dinosearch_version": package_version(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"config": config} if config else {}),
         },
     )
     adapter.fingerprint = fingerprint

@@ -49,12 +49,12 @@ def online_epoch(
             backbone,
             augment,
             seed=view_seed(config.seed, 1000 + epoch),
-            batch_size=config.batch_size,
+            batch_size=config.pairs_per_step,
             num_workers=config.num_workers,
             threads=threads,
         )
         total, count = 0.0, 0
-        steps = math.ceil(len(rows) / config.batch_size)
+        steps = math.ceil(len(rows) / config.pairs_per_step)
         for pos, feats in tqdm(
             fresh, desc=f"epoch {epoch}", total=steps, leave=False, disable=not progress
         ):  # feats (b, 2, D)

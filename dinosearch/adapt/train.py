@@ -107,6 +107,7 @@ def train_adapter(
     clean_features: FeatureSet | str | Path | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train an adapter for ``backbone`` on ``records``; save the best epoch's to ``out_dir``.
 
@@ -118,6 +119,7 @@ def train_adapter(
         config: see ``TrainConfig``.
         clean_features: a ``dinosearch embed`` output of these images (or its folder), reused as
             the clean view.
+        record: the job's settings (``core.config.job_record``), kept in adapter.json.
         cache_dir: view cache root (default ``views.default_cache_dir()``).
         progress: show progress bars.
 
@@ -137,7 +139,7 @@ def train_adapter(
         seed=config.seed,
         cache_dir=cache_dir,
         clean_features=clean_features,
-        batch_size=config.extract_batch_size,
+        batch_size=config.batch_size,
         num_workers=config.num_workers,
         progress=progress,
     )
@@ -169,6 +171,7 @@ def train_adapter(
         data=info,
         metrics=metrics,
         backbone_info=backbone.info(),
+        config=record,
     )
     write_json(out / "history.json", {"history": fit.history})
     return TrainResult(

@@ -42,6 +42,8 @@ def opt(
     cli: bool = True,
     negate: str | None = None,
     metavar: str | None = None,
+    nargs: str | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A config field with its command-line description.
 
@@ -55,6 +57,9 @@ def opt(
         cli: False for a setting that only ``--config`` and the library set.
         negate: for a bool defaulting to True, the flag that turns it off (e.g. ``--no-clean-view``).
         metavar: the value's name in ``--help``.
+        nargs: for a list field, argparse's ``nargs`` (e.g. ``"+"``: space-separated words) instead of
+            one comma-separated word.
+        repeat: for a list field, the flag is given once per item (argparse ``action="append"``).
     """
     meta = {
         "help": help,
@@ -65,6 +70,8 @@ def opt(
         "cli": cli,
         "negate": negate,
         "metavar": metavar,
+        "nargs": nargs,
+        "repeat": repeat,
     }
     if required and default is _MISSING and default_factory is _MISSING:
         default = None
@@ -164,15 +171,20 @@ def add_config_arguments(
             continue
         parse, choices, many = _converter(hints[f.name], f.name)
         shown = ",".join(map(str, default)) if many and default else default
+        extra: dict[str, Any] = {"type": _list_of(parse) if many else parse}
+        if many and meta.get("nargs"):
+            extra = {"type": parse, "nargs": meta["nargs"]}
+        elif many and meta.get("repeat"):
+            extra = {"type": parse, "action": "append"}
         where.add_argument(
             *names,
             dest=f.name,
-            type=_list_of(parse) if many else parse,
             choices=None if many else choices,
             default=default,
             required=required,
             metavar=meta.get("metavar") or (None if choices else f.name.upper()),
             help=help_text + ("" if required else f" (default: {shown})"),
+            **extra,
         )
 
 
@@ -276,3 +288,69 @@ def _toml_value(value: Any) -> str:
     import json
 
     return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+def project(cls: type[C], config: Any, **overrides: Any) -> C:
+    """The config ``cls`` built from the same-named fields of ``config`` (a larger job's config),
+    then ``overrides``: how a job hands its part of the settings to a library function."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: v for k, v in to_dict(config).items() if k in names}
+    return cls(**{k: _freeze(v) for k, v in {**values, **overrides}.items()})
+
+
+def job_record(job: str, config: Any) -> dict[str, Any]:
+    """What an artefact's manifest records under ``"config"``: the job's name and every setting."""
+    return {"job": job, **to_dict(config)}
+
+
+def read_config_file(path: str | Path, job: str) -> dict[str, Any]:
+    """Settings for ``job`` from ``--config PATH``: a TOML file (its ``[job]`` table when present), or
+    a manifest/report JSON whose ``"config"`` block a run of the same job recorded (a replay)."""
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        return read_toml(p, section=job)
+    import json
+
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {p}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--config {p}: not readable JSON ({e}); fix the file") from e
+    block = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(block, dict):
+        raise ValueError(
+            f'--config {p}: no "config" block (a manifest of this release records one); '
+            "give a TOML file or a newer manifest"
+        )
+    made_by = block.get("job", job)
+    if made_by != job:
+        raise ValueError(f"--config {p} was written by `dinosearch {made_by}`, not {job}")
+    return {k: v for k, v in block.items() if k != "job"}
+
+
+def apply_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any], source: str) -> None:
+    """Make ``values`` (field name → value, from ``--config``) the parser's defaults: flags on the
+    command line still win, and a required flag the file gives is no longer required."""
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None:
+            import difflib
+
+            hint = difflib.get_close_matches(key, list(actions), n=1)
+            raise ValueError(
+                f"{source}: unknown setting {key!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "; remove it from the file")
+            )
+        action.default = list(value) if isinstance(value, tuple) else value
+        action.required = False
+
+
+def like(cls: type, name: str, **changes: Any) -> Any:
+    """A field declared as ``cls``'s field ``name`` (same help, flag, default), with ``changes``:
+    how a config that cannot inherit ``cls`` shares one of its settings without re-typing it."""
+    f = {g.name: g for g in dataclasses.fields(cls)}[name]
+    meta = {**f.metadata, **{k: v for k, v in changes.items() if k != "default"}}
+    default = changes.get("default", _default_of(f))
+    return dataclasses.field(default=default, metadata=meta)

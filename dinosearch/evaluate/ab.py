@@ -19,6 +19,7 @@ from dinosearch.core.metrics import headline_k
 from dinosearch.core.ranking import Side, eligibility, rank_exact
 from dinosearch.evaluate.baselines import baseline_vectors
 from dinosearch.evaluate.bootstrap import bootstrap
+from dinosearch.evaluate.config import KS, N_BOOT
 
 BASELINES = ("raw", "centred", "whitened")
 
@@ -63,8 +64,8 @@ def evaluate(
     groups: Sequence[object] | None = None,
     strata: Sequence[object] | None = None,
     query_mask: np.ndarray | None = None,
-    ks: Sequence[int] = (1, 5, 10, 20),
-    n_boot: int = 1000,
+    ks: Sequence[int] = KS,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     whiten_dim: int | None = None,
 ) -> dict[str, Any]:

@@ -25,11 +25,17 @@ UNTRAINED_NOTE = (
 )
 
 
-def write_report(result: dict[str, Any], meta: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write report.json (``meta`` + ``result``), report.md and report.png into ``out_dir``."""
+def write_report(
+    result: dict[str, Any],
+    meta: dict[str, Any],
+    out_dir: str | Path,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Write report.json (``meta`` + ``result`` + the job's ``config``), report.md and report.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "report.json", _no_nan({"meta": meta, "result": result}))
+    record = {"meta": meta, "result": result, **({"config": config} if config else {})}
+    write_json(out / "report.json", _no_nan(record))
     text = markdown(result, meta)
     atomic_write(out / "report.md", lambda p: _write_text(p, text))
     atomic_write(out / "report.png", lambda p: plot(result, meta, p))

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.features.extract import extract_features
-from dinosearch.features.folder import shard_path, write_shard
 from dinosearch.features.remote import fetch, temporary_folder
+from dinosearch.features.shards import shard_path, write_shard
 
 
 class Embedder:

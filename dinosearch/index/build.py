@@ -23,7 +23,8 @@ from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.features.folder import load_features
 from dinosearch.index.assemble import Chunks, build, train_size
-from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index, estimate_bytes
+from dinosearch.index.choose import choose_index, estimate_bytes
+from dinosearch.index.config import INDEX_TYPES, IndexType
 from dinosearch.index.handle import DATA_FILES, IndexHandle, load_index_adapter, open_index
 from dinosearch.index.knn import add_vectors, sample
 from dinosearch.index.publish import next_version, publish, staging
@@ -52,6 +53,7 @@ def build_index(
     use_gpu: bool | None = None,
     keep: int = 3,
     name: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> IndexHandle:
     """Embed stored features (through ``adapter_dir`` when given), index them, publish a new version.
 
@@ -70,6 +72,8 @@ def build_index(
             ef_construction, ef_search).
         use_gpu: None builds on the GPU when faiss sees one; False never; True requires one.
         keep: how many published versions to keep.
+        config: the job's settings (``core.config.job_record``), recorded in manifest.json
+            (a new index only; an append keeps the first build's).
 
     Raises:
         ValueError: empty features, bad index type, adapter/backbone mismatch, duplicate ids on append.
@@ -116,6 +120,7 @@ def build_index(
         "params": chosen,
         "estimated_memory_gb": round(estimate_bytes(kind, index.ntotal, dim, chosen) / 2**30, 3),
         "built_on": built_on,
+        **({"config": config} if config else {}),
     }
     return _write_version(out, index, table, manifest, keep)
 
