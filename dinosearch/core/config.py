@@ -120,8 +120,11 @@ def _maybe_none(parse: Any, optional: bool) -> Any:
     if not optional:
         return parse
 
+    # '' stays '' for a string (a column role's "off"); for a number it is None, like "none"
+    words = _NONE_WORDS[1:] if parse is str else _NONE_WORDS
+
     def parse_optional(text: str) -> Any:
-        return None if text.strip().lower() in _NONE_WORDS else parse(text)
+        return None if text.strip().lower() in words else parse(text)
 
     parse_optional.__name__ = getattr(parse, "__name__", "value")
     return parse_optional
