@@ -28,6 +28,7 @@ import pandas as pd
 from dinosearch.adapt.augment import build_augment
 from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
+from dinosearch.core.env import cache_root
 from dinosearch.core.storage import read_json, replace_dir, write_json
 from dinosearch.features.extract import extract_features
 from dinosearch.features.folder import FeatureSet
@@ -52,8 +53,7 @@ class ViewSet:
 
 def default_cache_dir() -> Path:
     """``$DINOSEARCH_CACHE/views``, else ``~/.cache/dinosearch/views``."""
-    root = os.environ.get("DINOSEARCH_CACHE") or Path.home() / ".cache" / "dinosearch"
-    return Path(root) / "views"
+    return cache_root() / "views"
 
 
 def view_seed(seed: int, view: int) -> int:
