@@ -245,6 +245,25 @@ def _adapter(
             return str(old["fingerprint"])
     except (FileNotFoundError, ValueError, KeyError):
         pass
+    from dinosearch.adapt.views import views_cached
+
+    if train_config.views and not train_config.online:
+        cached = views_cached(
+            records,
+            backbone,
+            paths.cache,
+            preset=train_config.preset,
+            views=train_config.views,
+            seed=train_config.seed,
+            hflip=train_config.hflip,
+        )
+        log(
+            f"reusing the {train_config.views} cached views per image in {paths.cache}"
+            if cached
+            else f"these settings need new views (K={train_config.views}, preset "
+            f"{train_config.preset}, seed {train_config.seed}): {train_config.views} backbone "
+            f"passes per image, the slow part; retrains that keep them take seconds"
+        )
     log(
         f"training an adapter on {len(records)} images (K={train_config.views} views"
         f"{' + clean view' if train_config.clean_view else ''}, {train_config.epochs} epochs)"

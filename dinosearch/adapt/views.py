@@ -85,6 +85,26 @@ def _folder(cache_dir: Path, key: dict[str, Any], backbone: Backbone) -> Path:
     return cache_dir / f"{backbone.name}-{what}-{digest}"
 
 
+def views_cached(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    cache_dir: str | Path | None,
+    *,
+    preset: str,
+    views: int,
+    seed: int,
+    hflip: bool | None,
+) -> bool:
+    """Whether ``compute_views`` would find these augmented views in the cache (no backbone pass).
+
+    A change of backbone, image size, images, preset, flips, K or seed needs new views."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = cache_key(
+        backbone, records_fingerprint(records), preset=preset, views=views, seed=seed, hflip=hflip
+    )
+    return _read_cache(_folder(cache, key, backbone), key) is not None
+
+
 def _read_cache(
     folder: Path, key: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
