@@ -21,6 +21,7 @@ from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views
 from dinosearch.backbones import Backbone
+from dinosearch.core.groups import value_codes
 from dinosearch.core.storage import write_json
 from dinosearch.features.folder import FeatureSet, load_features
 from dinosearch.inputs.records import load_records, records_fingerprint
@@ -39,7 +40,7 @@ class TrainResult:
 def _codes(records: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None or column not in records.columns:
         return None
-    return pd.factorize(records[column], use_na_sentinel=True)[0].astype(np.int64)  # NaN → -1
+    return value_codes(records[column])[0]  # missing → groups.MISSING
 
 
 @dataclass
