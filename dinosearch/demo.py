@@ -245,7 +245,7 @@ def _adapter(
             return str(old["fingerprint"])
     except (FileNotFoundError, ValueError, KeyError):
         pass
-    from dinosearch.adapt.views import views_cached
+    from dinosearch.adapt.view_cache import views_cached
 
     if train_config.views and not train_config.online:
         cached = views_cached(

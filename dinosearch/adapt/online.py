@@ -1,6 +1,6 @@
 """The reference design's on-line training: fresh augmented views through the backbone every epoch.
 
-About 10x the cost of training on cached views (``views.py``); kept behind ``--online`` for very
+About 10x the cost of training on cached views (``view_cache.py``); kept behind ``--online`` for very
 large collections on a GPU, where caching K views per image would not fit.
 """
 
@@ -21,7 +21,7 @@ from dinosearch.adapt.augment import build_augment
 from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import Step
 from dinosearch.adapt.losses import info_nce
-from dinosearch.adapt.views import view_seed
+from dinosearch.adapt.view_cache import view_seed
 from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform
 from dinosearch.features.loader import ImageDataset, collate, default_workers, worker_init

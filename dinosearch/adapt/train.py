@@ -19,7 +19,7 @@ from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import Fit, fit_adapter
 from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
-from dinosearch.adapt.views import compute_views
+from dinosearch.adapt.view_cache import compute_views
 from dinosearch.backbones import Backbone
 from dinosearch.core.groups import value_codes
 from dinosearch.core.storage import write_json
@@ -121,7 +121,7 @@ def train_adapter(
         clean_features: a ``dinosearch embed`` output of these images (or its folder), reused as
             the clean view.
         record: the job's settings (``core.config.job_record``), kept in adapter.json.
-        cache_dir: view cache root (default ``views.default_cache_dir()``).
+        cache_dir: view cache root (default ``view_cache.default_cache_dir()``).
         progress: show progress bars.
 
     Raises:

@@ -17,7 +17,6 @@ _API = {
     "choose_index": "dinosearch.index.choose",
     "estimate_bytes": "dinosearch.index.choose",
     "IndexHandle": "dinosearch.index.handle",
-    "load_index_adapter": "dinosearch.index.handle",
     "open_index": "dinosearch.index.handle",
     "exact_search": "dinosearch.index.knn",
     "VERSIONS": "dinosearch.index.publish",
@@ -38,7 +37,6 @@ __all__ = [
     "estimate_bytes",
     "exact_search",
     "list_versions",
-    "load_index_adapter",
     "open_index",
 ]
 
@@ -51,7 +49,7 @@ if TYPE_CHECKING:
         estimate_bytes,
     )
     from dinosearch.index.config import INDEX_TYPES, REFINES, IndexType
-    from dinosearch.index.handle import IndexHandle, load_index_adapter, open_index
+    from dinosearch.index.handle import IndexHandle, open_index
     from dinosearch.index.knn import exact_search
     from dinosearch.index.publish import VERSIONS, current_version, list_versions
 

@@ -17,15 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.features.folder import load_features
-from dinosearch.index.assemble import Chunks, build, train_size
+from dinosearch.index.assemble import Chunks, build_faiss, train_size
 from dinosearch.index.choose import choose_index, estimate_bytes
 from dinosearch.index.config import INDEX_TYPES, IndexType
-from dinosearch.index.handle import DATA_FILES, IndexHandle, load_index_adapter, open_index
+from dinosearch.index.handle import DATA_FILES, IndexHandle, open_index
 from dinosearch.index.knn import add_vectors, sample
 from dinosearch.index.publish import next_version, publish, staging
 
@@ -83,7 +84,11 @@ def build_index(
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     features_dir, out = Path(features_dir).resolve(), Path(out_dir)
     fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
-    adapter = load_index_adapter(adapter_dir, fs.fingerprint)
+    adapter = (
+        None
+        if adapter_dir is None
+        else load_adapter(adapter_dir, backbone_fingerprint=fs.fingerprint)
+    )
     table = _metadata_table(features_dir / "metadata.parquet")
     source = {
         "path": str(features_dir),
@@ -100,7 +105,9 @@ def build_index(
     dim = adapter.out_dim if adapter is not None else int(fs.features.shape[1])
     kind, chosen = choose_index(len(fs.features), dim, index_type, memory_budget_gb, params)
     train = to_vectors(sample(fs.features, train_size(kind, chosen, len(fs.features))), adapter)
-    index, built_on = build(kind, chosen, dim, train, vector_chunks(fs.features, adapter), use_gpu)
+    index, built_on = build_faiss(
+        kind, chosen, dim, train, vector_chunks(fs.features, adapter), use_gpu
+    )
     del train
     manifest = {
         "kind": "index",
