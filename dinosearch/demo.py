@@ -245,25 +245,8 @@ def _adapter(
             return str(old["fingerprint"])
     except (FileNotFoundError, ValueError, KeyError):
         pass
-    from dinosearch.adapt.view_cache import views_cached
-
     if train_config.views and not train_config.online:
-        cached = views_cached(
-            records,
-            backbone,
-            paths.cache,
-            preset=train_config.preset,
-            views=train_config.views,
-            seed=train_config.seed,
-            hflip=train_config.hflip,
-        )
-        log(
-            f"reusing the {train_config.views} cached views per image in {paths.cache}"
-            if cached
-            else f"these settings need new views (K={train_config.views}, preset "
-            f"{train_config.preset}, seed {train_config.seed}): {train_config.views} backbone "
-            f"passes per image, the slow part; retrains that keep them take seconds"
-        )
+        log(_views_note(records, backbone, paths.cache, train_config))
     log(
         f"training an adapter on {len(records)} images (K={train_config.views} views"
         f"{' + clean view' if train_config.clean_view else ''}, {train_config.epochs} epochs)"
@@ -281,3 +264,24 @@ def _adapter(
     fingerprint = read_adapter_info(paths.adapter)["fingerprint"]
     write_json(stamp_file, {"fingerprint": fingerprint, "made_from": stamp})
     return str(fingerprint)
+
+
+def _views_note(records: pd.DataFrame, backbone: Backbone, cache: Path, config: TrainConfig) -> str:
+    """Whether training reuses the cached augmented views or must compute new ones (the slow part)."""
+    from dinosearch.adapt.view_cache import views_cached
+
+    k = config.views
+    if views_cached(
+        records,
+        backbone,
+        cache,
+        preset=config.preset,
+        views=k,
+        seed=config.seed,
+        hflip=config.hflip,
+    ):
+        return f"reusing the {k} cached views per image in {cache}"
+    return (
+        f"these settings need new views (K={k}, preset {config.preset}, seed {config.seed}): "
+        f"{k} backbone passes per image, the slow part; retrains that keep them take seconds"
+    )

@@ -94,18 +94,7 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise ValueError(f"k values must be positive integers, got {ks}")
     indicator, names = metrics.label_indicator(labels)
-    labelled = indicator.any(axis=1)
-    if query_mask is None:
-        query_rows = gallery_rows = np.flatnonzero(labelled)
-    else:
-        query_mask = np.asarray(query_mask, dtype=bool)
-        query_rows = np.flatnonzero(query_mask & labelled)
-        gallery_rows = np.flatnonzero(~query_mask & labelled)
-    if len(query_rows) == 0 or len(gallery_rows) == 0:
-        raise ValueError(
-            f"no labelled {'queries' if len(query_rows) == 0 else 'gallery items'}: "
-            "check --label-column and the query selection"
-        )
+    query_rows, gallery_rows = _query_and_gallery_rows(indicator.any(axis=1), query_mask)
     side = Side(
         np.asarray(ids if ids is not None else np.arange(n)).astype(str),
         indicator,
@@ -146,6 +135,24 @@ def evaluate(
             seed=seed,
         )
     return result
+
+
+def _query_and_gallery_rows(
+    labelled: np.ndarray, query_mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, gallery) row numbers among the labelled (N,) rows: leave-one-out when no mask."""
+    if query_mask is None:
+        query_rows = gallery_rows = np.flatnonzero(labelled)
+    else:
+        query_mask = np.asarray(query_mask, dtype=bool)
+        query_rows = np.flatnonzero(query_mask & labelled)
+        gallery_rows = np.flatnonzero(~query_mask & labelled)
+    if len(query_rows) == 0 or len(gallery_rows) == 0:
+        raise ValueError(
+            f"no labelled {'queries' if len(query_rows) == 0 else 'gallery items'}: "
+            "check --label-column and the query selection"
+        )
+    return query_rows, gallery_rows
 
 
 def _strata_report(
