@@ -89,7 +89,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     sub = _subparser(parser, command) if command else None
     path = _config_file(argv)
     if sub is not None and path is not None:
-        from dinosearch.core.config import apply_defaults, read_config_file
+        from dinosearch.core.config_files import apply_defaults, read_config_file
 
         try:
             apply_defaults(sub, read_config_file(path, command or ""), f"--config {path}")

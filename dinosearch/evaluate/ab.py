@@ -94,7 +94,9 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise ValueError(f"k values must be positive integers, got {ks}")
     indicator, names = metrics.label_indicator(labels)
-    query_rows, gallery_rows = _query_and_gallery_rows(indicator.any(axis=1), query_mask)
+    query_rows, gallery_rows = _query_and_gallery_rows(
+        np.asarray(indicator.any(axis=1)), query_mask
+    )
     side = Side(
         np.asarray(ids if ids is not None else np.arange(n)).astype(str),
         indicator,
