@@ -130,3 +130,17 @@ def test_bad_arguments_are_refused_before_any_model_loads(argv: list[str], says:
     code, heavy, err = _probe(argv)
     assert code == 2 and says in err, err
     assert heavy == [], heavy
+
+
+def test_train_replays_from_adapter_json_with_settings_that_have_no_flag(tmp_path: Path) -> None:
+    """adapter.json records every TrainJobConfig field, flagless ones too (knn_k, residual_init)."""
+    from dinosearch.adapt.config import TrainJobConfig
+    from dinosearch.cli import parse
+    from dinosearch.core.config import config_from_args, job_record
+
+    recorded = TrainJobConfig(images="i", out="o", knn_k=7, residual_init=0.2, epochs=9)
+    (tmp_path / "adapter.json").write_text(json.dumps({"config": job_record("train", recorded)}))
+    args = parse(["train", "--config", str(tmp_path / "adapter.json"), "--epochs", "11"])
+    replayed = config_from_args(TrainJobConfig, args)
+    assert replayed.knn_k == 7 and replayed.residual_init == 0.2 and replayed.epochs == 11
+    assert replayed == TrainJobConfig(images="i", out="o", knn_k=7, residual_init=0.2, epochs=11)

@@ -159,7 +159,8 @@ def add_config_arguments(
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta.get("cli", True):  # no flag, but --config FILE may set it
+            parser.set_defaults(**{f.name: given.get(f.name, _default_of(f))})
             continue
         where = parser
         if meta.get("group"):

@@ -44,6 +44,9 @@ def apply_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any], s
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     for key, value in values.items():
         action = actions.get(key)
+        if action is None and key in parser._defaults:  # a setting without a flag
+            parser.set_defaults(**{key: list(value) if isinstance(value, tuple) else value})
+            continue
         if action is None:
             import difflib
 
