@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
     "app": ("app", "open the search page (Streamlit) on an indexes folder"),
+    "serve": ("serve", "the HTTP search service (API keys, batched model, /metrics)"),
 }
 
 

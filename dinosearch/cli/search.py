@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"{HIDE_IDENTIFIERS_ENV}=1",
     )
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--server",
+        default=None,
+        metavar="URL",
+        help="ask a `dinosearch serve` at URL instead (--index: the index's name there; key from "
+        "DINOSEARCH_API_KEY); its privacy rules apply, as with --hide-identifiers",
+    )
     tune = p.add_argument_group("search-time parameters (default: those the index was built with)")
     tune.add_argument("--nprobe", type=int, help="IVF lists to visit: more finds more, slower")
     tune.add_argument(
@@ -60,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.server:
+        from dinosearch.cli.remote import run_remote
+
+        return run_remote(args)
     tuned = {"nprobe": args.nprobe, "k_factor": args.k_factor, "ef_search": args.ef_search}
     searcher = Searcher(
         args.index,
