@@ -107,8 +107,13 @@ def test_item_query_filter_and_group_exclusion(api: TestClient, indexes: Path) -
     hits = response.json()["answers"][0]["hits"]
     meta = Searcher(indexes / "demo-raw").metadata
     assert len(hits) == 4
-    assert all(meta.loc[h["row"], "view"] == "PA" and meta.loc[h["row"], "patient_id"] != "P01" for h in hits)
-    moved = api.post("/v1/search", json={**params, "item": {**params["item"], "version": "v9"}}, headers=AUTH)
+    assert all(
+        meta.loc[h["row"], "view"] == "PA" and meta.loc[h["row"], "patient_id"] != "P01"
+        for h in hits
+    )
+    moved = api.post(
+        "/v1/search", json={**params, "item": {**params["item"], "version": "v9"}}, headers=AUTH
+    )
     assert moved.status_code == 409 and "v000001" in one_line_reason(moved)
 
 
@@ -142,7 +147,9 @@ def test_keys_limits_and_one_line_errors(api: TestClient, image_folder: Path) ->
     data = png(query_file(image_folder))
     files = {"file": ("q.png", data, "image/png")}
     assert api.post("/v1/search", files=files).status_code == 401
-    wrong = api.post("/v1/search", files=files, headers={"Authorization": "Bearer wrong-key-000000000"})
+    wrong = api.post(
+        "/v1/search", files=files, headers={"Authorization": "Bearer wrong-key-000000000"}
+    )
     assert wrong.status_code == 403 and one_line_reason(wrong)
     assert api.get("/metrics").status_code == 401
     big = search(api, b"\x89PNG" + b"\0" * 600_000)
@@ -166,12 +173,19 @@ def test_metrics_parse_as_prometheus_text(api: TestClient, image_folder: Path) -
     text = api.get("/metrics", headers=AUTH).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     requests = families["dinosearch_requests"].samples
-    assert any(s.labels["endpoint"] == "/v1/search" and s.labels["status"] == "200" for s in requests)
+    assert any(
+        s.labels["endpoint"] == "/v1/search" and s.labels["status"] == "200" for s in requests
+    )
     assert any(s.name.endswith("_count") and s.labels.get("endpoint") == "/v1/search"
                for s in families["dinosearch_request_seconds"].samples)  # fmt: skip
-    batches = [s for s in families["dinosearch_model_batch_size"].samples if s.name.endswith("_count")]
+    batches = [
+        s for s in families["dinosearch_model_batch_size"].samples if s.name.endswith("_count")
+    ]
     assert batches and batches[0].value >= 1
-    served = {s.labels["index"]: s.labels["version"] for s in families["dinosearch_index_version_info"].samples}
+    served = {
+        s.labels["index"]: s.labels["version"]
+        for s in families["dinosearch_index_version_info"].samples
+    }
     assert set(served) == {"demo-raw", "demo-adapted"}
 
 
