@@ -152,3 +152,53 @@ def test_batcher_gathers_splits_and_reports_errors() -> None:
         batcher.submit(torch.full((1, 1, 2, 2), -1.0)).result(10)
     assert batcher.submit(torch.ones(2, 1, 2, 2)).result(10).tolist() == [[4.0], [4.0]]
     batcher.close()
+
+
+def test_app_with_api_queries_the_server(
+    server: str, indexes: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dinosearch app --api URL``: the page's query goes to the server; cards as without --api."""
+    import re
+
+    from streamlit.testing.v1 import AppTest
+
+    from dinosearch.app.launch import PAGE
+
+    rank = re.compile(r"^\*\*#(\d+)\*\* · [\d.-]+(?: :violet-badge\[in both\])?$")
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(indexes))
+    monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "id")
+    monkeypatch.setenv("DINOSEARCH_API", server)
+    monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
+    with Client(server, api_key=KEY) as client:
+        before = _searches(client.metrics())
+        page = AppTest.from_file(str(PAGE), default_timeout=60).run()
+        film = queries(image_folder)[0]
+        page.sidebar.slider[0].set_value(5)
+        page.file_uploader[0].set_value((film.name, film.read_bytes(), "image/png")).run()
+        assert not page.exception and not page.error
+        assert _searches(client.metrics()) == before + 1  # one request answered both columns
+    own_id = Searcher(indexes / "demo-raw").metadata.set_index("path").loc[str(film), "id"]
+    for title in ("Raw backbone", "Adapted"):
+        column = next(
+            c for c in page.columns if any(s.value.startswith(title) for s in c.subheader)
+        )
+        assert [int(m.group(1)) for md in column.markdown if (m := rank.match(md.value))] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+        ids = [t.value.removeprefix("id: ") for t in column.text if t.value.startswith("id: ")]
+        assert ids[0] == own_id  # the film itself comes first, read from the answering version
+
+
+def _searches(text: str) -> float:
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "dinosearch_requests"
+    )
+    return sum(
+        s.value
+        for s in family.samples
+        if s.labels.get("endpoint") == "/v1/search" and s.name.endswith("_total")
+    )

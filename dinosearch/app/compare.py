@@ -42,6 +42,7 @@ class AppSettings:
     indexes: Path  # the folder holding index folders (indexes/NAME)
     reports: tuple[Path, ...]  # folders scanned for **/report.json
     show_columns: tuple[str, ...]  # metadata columns allowed on top of SAFE_COLUMNS
+    api: str | None = None  # a `dinosearch serve` URL that answers the queries (its model shared)
 
     @property
     def show_id(self) -> bool:
@@ -56,7 +57,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports default to ``reports/`` beside the indexes folder and in the working folder.
     """
     p = argparse.ArgumentParser(add_help=False)
-    for flag in ("--indexes", "--reports", "--show-columns"):
+    for flag in ("--indexes", "--reports", "--show-columns", "--api"):
         p.add_argument(flag, default=None)
     args, _ = p.parse_known_args(list(argv))
     indexes = Path(args.indexes or env.get("DINOSEARCH_INDEXES") or "indexes")
@@ -64,7 +65,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports = [Path(given)] if given else [indexes.parent / "reports", Path("reports")]
     unique = tuple(dict.fromkeys(p.resolve() for p in reports))
     shown = args.show_columns or env.get("DINOSEARCH_SHOW_COLUMNS") or ""
-    return AppSettings(indexes, unique, parse_columns(shown))
+    api = args.api or env.get("DINOSEARCH_API") or None
+    return AppSettings(indexes, unique, parse_columns(shown), api)
 
 
 @dataclass
