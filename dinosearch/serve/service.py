@@ -131,11 +131,14 @@ class Service:
         self, params: SearchParams, image: Image.Image, snaps: list[Snapshot]
     ) -> list[IndexAnswer]:
         """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
-        features: dict[int, asyncio.Future[np.ndarray]] = {}
-        for snap in snaps:
-            if id(snap.model) not in features:
-                batch = await run_in_threadpool(snap.model.prepare, [image])  # (1, 3, S, S)
-                features[id(snap.model)] = asyncio.wrap_future(snap.model.batcher.submit(batch))
+        models = {id(s.model): s.model for s in snaps}
+        batches = await run_in_threadpool(
+            lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
+        )
+        features = {
+            key: asyncio.wrap_future(models[key].batcher.submit(batch))
+            for key, batch in batches.items()
+        }
         answers = []
         for snap in snaps:
             found = await features[id(snap.model)]

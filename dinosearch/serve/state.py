@@ -105,9 +105,13 @@ class Registry:
         """The live snapshot of index ``name``; KeyError when it is not served."""
         return self.snapshots[name]
 
+    def due(self) -> bool:
+        """Whether ``refresh_s`` passed since the last look for new versions."""
+        return time.monotonic() - self._checked >= self.refresh_s
+
     def maybe_refresh(self) -> None:
         """``refresh`` unless one ran within ``refresh_s`` (another thread's counts)."""
-        if time.monotonic() - self._checked >= self.refresh_s:
+        if self.due():
             self.refresh()
 
     def refresh(self) -> list[str]:

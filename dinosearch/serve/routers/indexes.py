@@ -35,7 +35,8 @@ def summary(snap: Snapshot) -> IndexSummary:
 @router.get("/indexes", response_model=IndexList)
 async def indexes(service: ServiceDep) -> IndexList:
     """Every served index: name, live version, backbone, size, whether its backbone is untrained."""
-    await run_in_threadpool(service.registry.maybe_refresh)
+    if service.registry.due():  # a look at the folders only every --refresh-s
+        await run_in_threadpool(service.registry.maybe_refresh)
     live = service.registry.snapshots
     problems = {n: "cannot be opened; the server log says why" for n in service.registry.problems}
     return IndexList(indexes=[summary(s) for s in live.values()], problems=problems)

@@ -37,7 +37,8 @@ async def search(request: Request, service: ServiceDep) -> SearchResponse:
     params, upload = await read_request(request, SearchParams, int(config.max_upload_mb * 2**20))
     if params.k > config.max_k:
         raise ApiError(422, f"k: {params.k} is over this server's limit of {config.max_k}")
-    await run_in_threadpool(service.registry.maybe_refresh)
+    if service.registry.due():  # a look at the folders only every --refresh-s
+        await run_in_threadpool(service.registry.maybe_refresh)
     snaps = service.snapshots(params.indexes)  # taken once: one version per index
     image = await service.query_image(params.item, params.sop_instance_uid, upload)
     answers = await service.search(params, image, snaps)
