@@ -33,7 +33,4 @@ def run(args: argparse.Namespace) -> int:
     from dinosearch.serve.app import run_server
 
     config = config_from_args(ServeConfig, args)
-    print(
-        f"dinosearch serve: http://{config.host}:{config.port}/docs (Ctrl+C stops it)", flush=True
-    )
     return run_server(config)

@@ -82,6 +82,9 @@ def run_server(config: ServeConfig) -> int:
     import uvicorn
 
     setup_logging()
-    app = create_app(config)
+    app = create_app(config)  # refuses unsafe access settings before anything listens
+    print(
+        f"dinosearch serve: http://{config.host}:{config.port}/docs (Ctrl+C stops it)", flush=True
+    )
     uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="warning")
     return 0
