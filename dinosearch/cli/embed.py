@@ -83,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
         listing = pd.read_csv(f"{args.out}/skipped.csv")
         for path, reason in listing.itertuples(index=False):
             print(f"skipped {path}: {reason}")
+    warned = result.manifest.get("warnings", 0)
+    if warned:
+        import pandas as pd
+
+        notes = pd.read_csv(f"{args.out}/warnings.csv")
+        for path, warning in notes.itertuples(index=False):
+            print(f"warning {path}: {warning}")
+        print(f"{warned} images embedded with a warning (listed in {args.out}/warnings.csv)")
     print(
         f"embedded {result.manifest['count']} images ({result.manifest['dim']}-d, {backbone.fingerprint}), "
         f"skipped {skipped} → {args.out}"

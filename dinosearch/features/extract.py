@@ -44,8 +44,12 @@ def iter_features(
     num_workers: int | None = None,
     seed: int | None = None,
     progress: bool | str = True,
+    warnings: list[tuple[int, str]] | None = None,
 ) -> Iterator[Features]:
     """Yield (positions (b,), features (b, D) float32, failures [(position, reason)]) batch by batch.
+
+    Images read with a warning (a DICOM window dropped for the modality range) are embedded, and
+    (position, warning) is appended to ``warnings`` when given.
 
     Without ``transform``, workers hand over resized uint8 crops and the device normalises them
     (``loader.py``); a ``transform`` (augmented views) gives float tensors instead. ``batch_size``
@@ -62,6 +66,8 @@ def iter_features(
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
         for batch, feats in _forward(batches, backbone, pad_to):
             bar.update(len(batch.indices) + len(batch.failures))
+            if warnings is not None:
+                warnings.extend(batch.warnings)
             yield batch.indices.numpy(), feats, batch.failures
 
 

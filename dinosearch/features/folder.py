@@ -5,6 +5,7 @@ Layout of ``OUT/``::
     features.npy       (N, D) float32 backbone features; row i belongs to metadata row i
     metadata.parquet   id, path, label and every manifest column, one row per vector
     skipped.csv        path, reason: files that could not be embedded
+    warnings.csv       path, warning: files embedded with a warning (a DICOM window not used)
     manifest.json      backbone info and fingerprint, count, dim, checksums, source, date
 
 Large jobs write shards into ``OUT.partial/shards/`` first (the local engine and the Ray engine
@@ -13,6 +14,7 @@ alike); ``resume=True`` keeps finished shards and computes only the missing ones
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 from dinosearch.backbones import Backbone
 from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.fields import Kind, check_fields
+from dinosearch.core.lock import writing
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import (
     clean_leftovers,
@@ -143,42 +146,45 @@ def embed_to_folder(
     """
     out = Path(out)
     check_metadata_columns(records.columns, f"the image list for {out}")
-    partial = _open_partial(records, backbone, out, shard_size, resume)
-    paths = records["path"].tolist()
-    spans = [
-        (start, min(start + shard_size, len(records)))
-        for start in range(0, len(records), shard_size)
-        if not shard_path(partial, start, shard_size).exists()  # finished before an interruption
-    ]
-    if engine == "ray":
-        from dinosearch.features.ray_engine import embed_shards
+    with writing(out, "embed"):  # one embed per --out: a second waits, then gets one line
+        partial = _open_partial(records, backbone, out, shard_size, resume)
+        paths = records["path"].tolist()
+        spans = [
+            (start, min(start + shard_size, len(records)))
+            for start in range(0, len(records), shard_size)
+            if not shard_path(
+                partial, start, shard_size
+            ).exists()  # finished before an interruption
+        ]
+        if engine == "ray":
+            from dinosearch.features.ray_engine import embed_shards
 
-        embed_shards(
-            paths,
-            [start for start, _ in spans],
-            shard_size,
-            partial,
-            backbone,
-            address=address,
-            actors=actors,
-            batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
-            num_workers=num_workers,
-            progress=progress,
-        )
-    elif engine != "local":
-        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    else:
-        _embed_shards(
-            paths,
-            spans,
-            partial,
-            shard_size,
-            backbone,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-        )
-    return _consolidate(records, backbone, partial, out, pre_skipped, source)
+            embed_shards(
+                paths,
+                [start for start, _ in spans],
+                shard_size,
+                partial,
+                backbone,
+                address=address,
+                actors=actors,
+                batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
+                num_workers=num_workers,
+                progress=progress,
+            )
+        elif engine != "local":
+            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        else:
+            _embed_shards(
+                paths,
+                spans,
+                partial,
+                shard_size,
+                backbone,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+            )
+        return _consolidate(records, backbone, partial, out, pre_skipped, source)
 
 
 def embed_images(
@@ -243,14 +249,25 @@ def shard_path(partial: Path, start: int, shard_size: int) -> Path:
 
 
 def write_shard(
-    shard: Path, positions: np.ndarray, features: np.ndarray, failures: list[tuple[int, str]]
+    shard: Path,
+    positions: np.ndarray,
+    features: np.ndarray,
+    failures: list[tuple[int, str]],
+    warnings: Sequence[tuple[int, str]] = (),
 ) -> None:
-    """Save one shard: kept positions (n,) sorted, their (n, D) features, failures (position, reason)."""
+    """Save one shard: kept positions (n,) sorted, their (n, D) features, failures (position, reason)
+    and warnings (position, warning) of kept images."""
     fail_pos = np.array([i for i, _ in failures], dtype=np.int64)
     fail_reason = np.array([r for _, r in failures], dtype=str)
     tmp = shard.with_name(shard.stem + ".tmp.npz")
     np.savez(
-        tmp, positions=positions, features=features, fail_pos=fail_pos, fail_reason=fail_reason
+        tmp,
+        positions=positions,
+        features=features,
+        fail_pos=fail_pos,
+        fail_reason=fail_reason,
+        warn_pos=np.array([i for i, _ in warnings], dtype=np.int64),
+        warn_reason=np.array([r for _, r in warnings], dtype=str),
     )
     tmp.replace(shard)  # a shard either exists whole or not at all
 
@@ -280,8 +297,10 @@ def _embed_shards(
     ends = np.cumsum([stop - start for start, stop in spans])  # local end of each span in todo
     rows: dict[int, np.ndarray] = {}  # local position → (D,) features, until written
     reasons: dict[int, str] = {}
+    notes: list[tuple[int, str]] = []  # (local position, warning), filled by iter_features
     done, written = 0, 0
-    for pos, feats, fails in iter_features([paths[i] for i in todo], backbone, **options):
+    batches = iter_features([paths[i] for i in todo], backbone, warnings=notes, **options)
+    for pos, feats, fails in batches:
         rows.update(zip(pos.tolist(), feats, strict=True))
         reasons.update(fails)
         done += len(pos) + len(fails)  # batches arrive in order: positions below done are final
@@ -295,7 +314,10 @@ def _embed_shards(
                 else np.empty((0, backbone.embed_dim), np.float32)
             )
             failures = [(int(todo[i]), reasons.pop(i)) for i in local if i in reasons]
-            write_shard(shard_path(partial, start, shard_size), todo[kept], features, failures)
+            warned = [(int(todo[i]), note) for i, note in notes if i in local]
+            write_shard(
+                shard_path(partial, start, shard_size), todo[kept], features, failures, warned
+            )
             written += 1
 
 
@@ -309,12 +331,15 @@ def _consolidate(
 ) -> FeatureSet:
     """Shards → the features folder; features.npy is written shard by shard (never all in memory)."""
     shards = sorted((partial / "shards").glob("[0-9]*.npz"))
-    positions, fail_pos, fail_reason = [], [], []
+    positions, fail_pos, fail_reason, warn_pos, warn_reason = [], [], [], [], []
     for shard in shards:
         with np.load(shard) as z:
             positions.append(z["positions"])
             fail_pos.extend(z["fail_pos"].tolist())
             fail_reason.extend(z["fail_reason"].tolist())
+            if "warn_pos" in z.files:  # shards of an earlier version have none
+                warn_pos.extend(z["warn_pos"].tolist())
+                warn_reason.extend(z["warn_reason"].tolist())
     kept = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
     result = partial / "result"
     remove_dir(result)  # a previous folder swapped out here by a run killed before deleting it
@@ -336,12 +361,15 @@ def _consolidate(
         skipped = pd.concat([pre_skipped[["path", "reason"]], skipped], ignore_index=True)
     metadata.to_parquet(result / "metadata.parquet", index=False)
     skipped.to_csv(result / "skipped.csv", index=False)
+    warned = pd.DataFrame({"path": records["path"].iloc[warn_pos].tolist(), "warning": warn_reason})
+    warned.to_csv(result / "warnings.csv", index=False)
     manifest = {
         "kind": "features",
         "backbone": backbone.info(),
         "count": int(len(metadata)),
         "dim": int(backbone.embed_dim),
         "skipped": int(len(skipped)),
+        "warnings": int(len(warned)),
         "source": source,
         "images": records_fingerprint(metadata),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image, ImageOps
@@ -21,12 +21,17 @@ from dinosearch.backbones.transforms import ImageTransform
 from dinosearch.inputs.images import MAX_PIXELS, ImageReadError, read_image
 from dinosearch.inputs.limits import open_regular_file, size_problem
 
-Item = tuple[int, torch.Tensor | None, str | None]
+Item = tuple[
+    int, torch.Tensor | None, str | None
+]  # (index, image or None, why it failed / warning)
 Reader = Callable[[str], Image.Image]
 
 
 class ImageDataset(Dataset[Item]):
     """Reads and transforms one image per item; a failure becomes (index, None, reason), never an exception.
+
+    An image read with a warning (a DICOM window dropped for the modality range) is (index, image,
+    warning).
 
     With ``seed`` set, each item's transform draws from its own generator state (seed, index), so random
     augmentations repeat exactly whatever the number of workers.
@@ -50,9 +55,10 @@ class ImageDataset(Dataset[Item]):
     def __getitem__(self, index: int) -> Item:
         try:
             image = self.read(self.paths[index])
+            warning = image.info.get("warning")
             if self.seed is not None:
                 torch.manual_seed(self.seed * 1_000_003 + index)
-            return index, self.transform(image), None
+            return index, self.transform(image), warning if isinstance(warning, str) else None
         except ImageReadError as e:
             return index, None, e.reason
         except Exception as e:  # a transform failing on a strange image must not kill the batch
@@ -65,22 +71,24 @@ class Batch:
     # (b, C, S, S) uint8 with C = 1 or 3, or float (augmented views); None when every image failed
     images: torch.Tensor | None
     failures: list[tuple[int, str]]  # (position, reason)
+    warnings: list[tuple[int, str]] = field(default_factory=list)  # (position, warning), read
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader's pinning thread, so the host → device copy can be asynchronous."""
         images = None if self.images is None else self.images.pin_memory()
-        return Batch(self.indices, images, self.failures)
+        return Batch(self.indices, images, self.failures, self.warnings)
 
 
 def collate(items: Sequence[Item]) -> Batch:
     """Stack as they are (uint8 stays uint8); grayscale items join a colour batch as 3 equal channels."""
     good = [(i, x) for i, x, _ in items if x is not None]
     failures = [(i, reason or "unknown error") for i, x, reason in items if x is None]
+    warnings = [(i, note) for i, x, note in items if x is not None and note]
     if not good:
         return Batch(torch.empty(0, dtype=torch.long), None, failures)
     channels = max(x.shape[-3] for _, x in good)
     images = torch.stack([x.expand(*x.shape[:-3], channels, *x.shape[-2:]) for _, x in good])
-    return Batch(torch.tensor([i for i, _ in good]), images, failures)
+    return Batch(torch.tensor([i for i, _ in good]), images, failures, warnings)
 
 
 def read_reduced(min_side: int) -> Reader:
@@ -93,7 +101,7 @@ def read_reduced(min_side: int) -> Reader:
         try:
             with open_regular_file(path) as f:  # never a FIFO or device; bounded size
                 data = f.read()
-            img = Image.open(io.BytesIO(data))  # reads the header only
+            img = Image.open(io.BytesIO(data), formats=["JPEG"])  # the header only; JPEG only
         except Exception:  # missing, special, empty, not an image: read_image gives the reason
             return read_image(path)
         too_small = min(img.size) < 4 * min_side or img.width * img.height > MAX_PIXELS

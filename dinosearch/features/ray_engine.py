@@ -47,6 +47,8 @@ class Embedder:
         paths = [str(p) for p in batch["path"]]
         features = np.zeros((len(paths), self.backbone.embed_dim), np.float32)
         reasons = np.full(len(paths), "", dtype=object)  # "" = embedded
+        notes = np.full(len(paths), "", dtype=object)  # "" = no warning
+        warned: list[tuple[int, str]] = []
         with temporary_folder() as tmp:
             local, unfetched = fetch(paths, tmp)
             pos, feats, failures = extract_features(
@@ -55,11 +57,19 @@ class Embedder:
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
                 progress=False,
+                warnings=warned,
             )
         features[pos] = feats
         for i, reason in [*failures, *unfetched.items()]:  # a fetch failure names the real cause
             reasons[i] = reason
-        return {"position": batch["position"], "features": features, "reason": reasons}
+        for i, note in warned:
+            notes[i] = note
+        return {
+            "position": batch["position"],
+            "features": features,
+            "reason": reasons,
+            "warning": notes,
+        }
 
 
 def embed_shards(
@@ -158,11 +168,15 @@ def _save(parts: list[dict[str, np.ndarray]], shard: Path) -> None:
     position = np.concatenate([p["position"] for p in parts]).astype(np.int64)
     features = np.concatenate([p["features"] for p in parts])
     reason = np.concatenate([p["reason"] for p in parts]).astype(str)
+    note = np.concatenate([p["warning"] for p in parts]).astype(str)
     order = np.argsort(position, kind="stable")
-    position, features, reason = position[order], features[order], reason[order]
+    position, features, reason, note = position[order], features[order], reason[order], note[order]
     ok = reason == ""
     failures = [(int(i), str(r)) for i, r in zip(position[~ok], reason[~ok], strict=True)]
-    write_shard(shard, position[ok], np.ascontiguousarray(features[ok], np.float32), failures)
+    warned = ok & (note != "")
+    warnings = [(int(i), str(w)) for i, w in zip(position[warned], note[warned], strict=True)]
+    features = np.ascontiguousarray(features[ok], np.float32)
+    write_shard(shard, position[ok], features, failures, warnings)
 
 
 def _connect(address: str | None) -> None:

@@ -6,15 +6,20 @@ and decodes them there with the same reader as local files (``fetch``).
 
 from __future__ import annotations
 
+import io
 import posixpath
 import tempfile
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow.fs as pafs
 
 from dinosearch.inputs.images import IMAGE_SUFFIXES
+from dinosearch.inputs.limits import MAX_FILE_BYTES, MAX_MANIFEST_BYTES
 from dinosearch.inputs.records import ID_COLUMNS, PATH_COLUMNS
+
+FETCH_BLOCK = 1 << 20
 
 
 def is_uri(text: str) -> bool:
@@ -76,8 +81,14 @@ def load_uri_records(
 
 
 def _manifest(fs: pafs.FileSystem, path: str, prefix: str, path_column: str | None) -> pd.DataFrame:
-    with fs.open_input_file(path) as f:
-        table = pd.read_csv(f) if path.endswith(".csv") else pd.read_parquet(f)
+    data = io.BytesIO()
+    with fs.open_input_stream(path) as f:
+        try:
+            _copy_capped(f, data, MAX_MANIFEST_BYTES, "DINOSEARCH_MAX_MANIFEST_BYTES")
+        except ValueError as e:
+            raise ValueError(f"{prefix}{path}: manifest {e}") from e
+    data.seek(0)
+    table = pd.read_csv(data) if path.endswith(".csv") else pd.read_parquet(data)
     column = path_column or next((c for c in PATH_COLUMNS if c in table.columns), None)
     if column is None or column not in table.columns:
         raise ValueError(
@@ -102,11 +113,16 @@ def _stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
-def fetch(paths: list[str], folder: str | Path) -> tuple[list[str], dict[int, str]]:
+def fetch(
+    paths: list[str], folder: str | Path, max_bytes: int | None = None
+) -> tuple[list[str], dict[int, str]]:
     """Copy URI ``paths`` into ``folder``: (local paths, {position: reason} for files not fetched).
 
     Local paths pass through. A copy keeps its suffix, so the reader still tells DICOM by name.
+    Each object is streamed in 1 MiB blocks and given up once past ``max_bytes`` (default: the
+    limit of a local image file, DINOSEARCH_MAX_FILE_BYTES), so a huge or endless object never fills memory or disk.
     """
+    cap = MAX_FILE_BYTES if max_bytes is None else max_bytes
     local, failures = [], {}
     for i, path in enumerate(paths):
         if not is_uri(path):
@@ -115,12 +131,26 @@ def fetch(paths: list[str], folder: str | Path) -> tuple[list[str], dict[int, st
         target = Path(folder) / f"{i}{posixpath.splitext(path)[1]}"
         try:
             fs, inner = filesystem(path)
-            with fs.open_input_stream(inner) as src:
-                target.write_bytes(src.read())
+            with fs.open_input_stream(inner) as src, target.open("wb") as dst:
+                _copy_capped(src, dst, cap, "DINOSEARCH_MAX_FILE_BYTES")
         except Exception as e:  # a missing or unreadable object is one skipped file, not a failure
+            target.unlink(missing_ok=True)
             failures[i] = f"cannot fetch file ({type(e).__name__}: {e})"
         local.append(str(target))
     return local, failures
+
+
+def _copy_capped(src: Any, dst: BinaryIO, max_bytes: int, setting: str) -> None:
+    """Copy ``src`` to ``dst`` block by block; ValueError once more than ``max_bytes`` arrive
+    (``setting``: the environment variable that raises the limit)."""
+    copied = 0
+    while block := src.read(min(FETCH_BLOCK, max_bytes + 1 - copied)):
+        copied += len(block)
+        if copied > max_bytes:
+            raise ValueError(
+                f"object is over the {max_bytes:,}-byte limit; raise {setting} to read it"
+            )
+        dst.write(block)
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory[str]:

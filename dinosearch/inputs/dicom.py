@@ -7,6 +7,7 @@ checked from the header before anything is decoded, and a Deflated dataset is in
 from __future__ import annotations
 
 import io
+import warnings
 import zlib
 from typing import Any, BinaryIO
 
@@ -15,31 +16,57 @@ from PIL import Image, ImageOps
 
 from dinosearch.inputs.errors import ImageReadError
 from dinosearch.inputs.frames import check_first_frame
+from dinosearch.inputs.grayscale import DicomWindowWarning, monochrome_to_u8
 from dinosearch.inputs.limits import MAX_DICOM_DECODED_BYTES, size_problem
-from dinosearch.inputs.pixels import gray_to_u8
 
 CHUNK = 1 << 20  # inflate step; the declared size is read from the first step
 HEADER_SLACK = 16 << 20  # room for elements besides the pixels in a deflated dataset
 PIXEL_DATA = 0x7FE00010
+PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+DATASET_GROUPS = (0x0002, 0x0008)
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
 
+def looks_like_dataset(head: bytes) -> bool:
+    """True when ``head`` starts like a DICOM dataset without preamble (old CD exports, raw dumps).
+
+    Its first element is in group 0002 or 0008 (little or big endian) and is followed by an
+    explicit VR or by an implicit length that fits in the file's first bytes.
+    """
+    if len(head) < 8:
+        return False
+    group_le, group_be = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    if group_le not in DATASET_GROUPS and group_be not in DATASET_GROUPS:
+        return False
+    vr = head[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(head[4:8], "little") < 1 << 16
+
+
 def read_dicom(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
-    """Decode frame 0 of the DICOM file ``fp`` into mode "L" or "RGB"; ImageReadError otherwise."""
+    """Decode frame 0 of the DICOM file ``fp`` into mode "L" or "RGB"; ImageReadError otherwise.
+
+    A window (or VOI LUT) that leaves no contrast, or that pydicom cannot apply, is dropped for the
+    modality range; the returned image then says why in ``img.info["warning"]``.
+    """
     ds = _parse(fp, label, max_pixels)
-    if "PixelData" not in ds:
+    element = next((name for name in PIXEL_ELEMENTS if name in ds), None)
+    if element is None:
         raise ImageReadError(
             label, "DICOM file has no pixel data (a report or structured document?)"
         )
     _check_declared(ds, label, max_pixels)
     check_first_frame(ds, label)  # the codestream's own size, which codecs trust
     arr = _decode(ds, label)
-    del ds.PixelData  # the decoded frame is all that is needed now
+    delattr(ds, element)  # the decoded frame is all that is needed now
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric.startswith("MONOCHROME"):
-        img = Image.fromarray(_monochrome_to_u8(arr, ds))
+        u8, warning = monochrome_to_u8(arr, ds)
+        img = Image.fromarray(u8)
         if photometric == "MONOCHROME1":  # low values are bright: invert so bone is white
             img = ImageOps.invert(img)
+        if warning is not None:
+            warnings.warn(f"{label}: {warning}", DicomWindowWarning, stacklevel=2)
+            img.info["warning"] = warning
         return img
     # pydicom >= 3 already returns YBR_FULL/YBR_FULL_422 (and JPEG 2000's YBR_ICT/YBR_RCT) as RGB.
     if photometric in COLOUR:
@@ -56,18 +83,6 @@ def read_dicom(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
     raise ImageReadError(label, f"unsupported DICOM PhotometricInterpretation {photometric!r}")
 
 
-def _monochrome_to_u8(arr: np.ndarray, ds: Any) -> np.ndarray:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-
-    def lut(values: np.ndarray) -> np.ndarray:  # rescale slope / intercept, then VOI LUT or window
-        return np.asarray(apply_voi_lut(apply_modality_lut(values, ds), ds), dtype=np.float64)
-
-    return gray_to_u8(lambda y0, y1: arr[y0:y1], arr.shape, arr.dtype, lut)
-
-
 def _parse(fp: BinaryIO, label: str, max_pixels: int) -> Any:
     """The dataset in ``fp``; a Deflated one is inflated here, with a bound, not by pydicom."""
     import pydicom
@@ -80,7 +95,7 @@ def _parse(fp: BinaryIO, label: str, max_pixels: int) -> Any:
             meta = _read_file_meta_info(fp)  # pydicom's own, with its fallbacks (pydicom 1-3)
         if meta is None or meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
             fp.seek(0)
-            return pydicom.dcmread(fp, force=True)
+            return _with_syntax(pydicom.dcmread(fp, force=True))
         ds = read_dataset(_inflate(fp.read(), label, max_pixels), False, True)
     except ImageReadError:
         raise
@@ -89,6 +104,30 @@ def _parse(fp: BinaryIO, label: str, max_pixels: int) -> Any:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian  # what the inflated dataset now is
     ds.file_meta = meta
     ds.set_original_encoding(False, True)
+    return ds
+
+
+def _with_syntax(ds: Any) -> Any:
+    """``ds`` with a Transfer Syntax UID: a dataset without file meta (no preamble, old CD exports)
+    is uncompressed in the encoding pydicom found while parsing it."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return ds
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        return ds
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+        if little
+        else ExplicitVRBigEndian
+    )
     return ds
 
 
@@ -185,12 +224,30 @@ def _decode(ds: Any, label: str) -> np.ndarray:
             arr = _gdcm_jpeg_extended_12bit(ds)
         if arr is not None:
             return arr
-        raise ImageReadError(
-            label,
-            f"cannot decode DICOM pixel data in {getattr(tsyntax, 'name', tsyntax)} ({e}); the "
-            "DICOM codecs come with dinosearch's dependencies (python-gdcm, pylibjpeg, "
-            "pylibjpeg-openjpeg): reinstall it",
-        ) from e
+        raise ImageReadError(label, _decode_problem(tsyntax, e)) from e
+
+
+def _decode_problem(tsyntax: Any, error: Exception) -> str:
+    """Why frame 0 did not decode: no codec installed for ``tsyntax``, or corrupt data."""
+    from pydicom.pixels import get_decoder
+
+    name = getattr(tsyntax, "name", tsyntax)
+    try:
+        decoder = get_decoder(tsyntax)
+    except Exception:  # no decoder exists for this transfer syntax at all
+        return f"DICOM transfer syntax {name} is not supported ({_first_line(error)})"
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies)
+        return (
+            f"no codec for DICOM {name} is installed ({missing}); install dinosearch's "
+            "dependencies (python-gdcm, pylibjpeg, pylibjpeg-openjpeg)"
+        )
+    return f"corrupt or truncated DICOM pixel data in {name} ({_first_line(error)})"
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300] or type(error).__name__
 
 
 def _gdcm_jpeg_extended_12bit(ds: Any) -> np.ndarray | None:

@@ -1,7 +1,9 @@
 """Read one medical or everyday image file into a PIL image ("L" or "RGB"), or fail with ImageReadError.
 
-Handles PNG/JPEG (8- and 16-bit), TIFF, BMP/WebP and DICOM (``dicom``), palette/RGBA/CMYK, EXIF
-orientation. Reads regular files only and refuses, before decoding, whatever ``limits`` bounds.
+Handles PNG/JPEG (8- and 16-bit), TIFF and DICOM (``dicom``; by suffix or content, with or without
+the 128-byte preamble), palette/RGBA/CMYK, EXIF orientation. No other format is decoded whatever the
+file's name (Pillow's other decoders, EPS → Ghostscript among them, are never reached). Reads regular
+files only and refuses, before decoding, whatever ``limits`` bounds, decoded bytes included.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from dinosearch.inputs.dicom import read_dicom
+from dinosearch.inputs.decoded import ORIENTATIONS, fit_decoded_bytes
+from dinosearch.inputs.dicom import looks_like_dataset, read_dicom
 from dinosearch.inputs.errors import ImageReadError, display_path
 from dinosearch.inputs.limits import (
     MAX_FILE_BYTES,
@@ -23,20 +26,12 @@ from dinosearch.inputs.limits import (
     open_regular_file,
     size_problem,
 )
-from dinosearch.inputs.pixels import gray_to_u8
+from dinosearch.inputs.pixels import STRIP_PIXELS, gray_to_u8
 
 MAX_PIXELS = MAX_IMAGE_PIXELS  # the name features/loader.py imports
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
-IMAGE_SUFFIXES = {
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".webp",
-    ".gif",
-} | DICOM_SUFFIXES
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"} | DICOM_SUFFIXES
+FORMATS = ("PNG", "JPEG", "TIFF")  # Pillow's names; what docs/reliability.md promises, nothing else
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 __all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageReadError", "read_image"]
@@ -63,7 +58,11 @@ def read_image(
             if not head:
                 raise ImageReadError(label, "file is empty")
             fp.seek(0)
-            if head[128:132] == b"DICM" or Path(label).suffix.lower() in DICOM_SUFFIXES:
+            if (
+                head[128:132] == b"DICM"
+                or Path(label).suffix.lower() in DICOM_SUFFIXES
+                or looks_like_dataset(head)
+            ):
                 return read_dicom(fp, label, max_pixels)
             return _read_pil(fp, label, max_pixels)
         except ImageReadError:
@@ -93,31 +92,65 @@ def _read_pil(fp: BinaryIO, label: str, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         # Our own limit (size_problem) decides; Pillow still raises past 2x Image.MAX_IMAGE_PIXELS.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(fp)
+        try:  # only the documented formats: no other decoder (EPS → Ghostscript…) is reachable
+            img = Image.open(fp, formats=FORMATS)
         except UnidentifiedImageError as e:
-            raise ImageReadError(label, "not an image file Pillow or pydicom can read") from e
+            raise ImageReadError(
+                label, "not an image file dinosearch reads (PNG, JPEG, TIFF or DICOM)"
+            ) from e
         except Image.DecompressionBombError as e:
             raise ImageReadError(label, f"image too large (decompression-bomb guard): {e}") from e
     problem = size_problem(img.width, img.height, max_pixels)
     if problem is not None:
         raise ImageReadError(label, problem)
+    orientation = _orientation(img)  # known before decoding, but for a PNG's late eXIf chunk
+    fit_decoded_bytes(img, label, orientation in ORIENTATIONS)
     try:
         img.load()
     except OSError as e:  # truncated or corrupt stream
         raise ImageReadError(label, f"corrupt or truncated image data ({e})") from e
-    ImageOps.exif_transpose(img, in_place=True)  # not a copy: that would double a 177 MB film
-    return _to_l_or_rgb(img)
+    late = img.getexif().get(ExifTags.Base.Orientation, 1) if img.format == "PNG" else None
+    if late in ORIENTATIONS and orientation not in ORIENTATIONS:
+        orientation = late
+        fit_decoded_bytes(img, label, True)  # the rotated copy must fit too
+    out = _to_l_or_rgb(img)
+    return out.transpose(ORIENTATIONS[orientation]) if orientation in ORIENTATIONS else out
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation, read without decoding (Pillow's PNG ``getexif`` would load pixels)."""
+    if img.format == "PNG":
+        raw = img.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return int(exif.get(ExifTags.Base.Orientation, 1))
+    return int(img.getexif().get(ExifTags.Base.Orientation, 1))
 
 
 def _to_l_or_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode in ("L", "RGB"):
+    """Mode "L" or "RGB"; conversions run strip by strip, so only the result is a new whole image."""
+    if img.mode in ("L", "RGB"):
         return img
+    if img.mode in HIGH_BIT_MODES:
+        return _high_bit_to_l(img)
+    width, height = img.size
+    step = max(1, STRIP_PIXELS // max(width, 1))
+    out: Image.Image | None = None
+    for y in range(0, height, step):
+        strip = _strip_to_l_or_rgb(img.crop((0, y, width, min(y + step, height))))
+        if out is None:
+            out = Image.new(strip.mode, img.size)
+        out.paste(strip, (0, y))
+    assert out is not None  # size_problem refused images without pixels
+    return out
+
+
+def _strip_to_l_or_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
     if mode == "1":
         return img.convert("L")
-    if mode in HIGH_BIT_MODES:
-        return _high_bit_to_l(img)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode

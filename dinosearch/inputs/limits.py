@@ -43,6 +43,15 @@ MAX_DICOM_DECODED_BYTES = _env_int("DINOSEARCH_MAX_DICOM_DECODED_BYTES", 256 * M
 """Declared Rows × Columns × SamplesPerPixel × BitsAllocated / 8 of the frame decoded, and the most
 a Deflated-transfer-syntax dataset may inflate to (bounded inflate: a zip bomb stops there)."""
 
+MAX_DECODED_BYTES = _env_int("DINOSEARCH_MAX_DECODED_BYTES", 384 * MiB)
+"""What decoding one PNG/JPEG/TIFF may hold at once, estimated from its header before decoding: the
+decoded image as Pillow stores it (1 byte a pixel for L/P, 2 for 16-bit, 4 for RGB/RGBA/LA/CMYK/32-bit),
+plus the 8-bit L/RGB result when it must be converted, plus a rotated copy for an EXIF orientation.
+A JPEG over it is decoded at 1/2, 1/4 or 1/8 size; anything else is refused."""
+
+MAX_MANIFEST_BYTES = _env_int("DINOSEARCH_MAX_MANIFEST_BYTES", 1024 * MiB)
+"""Size of a CSV/Parquet image manifest (10 million rows of paths and labels fit well within it)."""
+
 
 def size_problem(width: int, height: int, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """Why an image of ``width`` × ``height`` pixels is refused, or None when it is within limits."""
@@ -62,31 +71,33 @@ def size_problem(width: int, height: int, max_pixels: int = MAX_IMAGE_PIXELS) ->
     return None
 
 
-def open_regular_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> BinaryIO:
-    """Open ``path`` for reading if it is a regular file of at most ``max_bytes``; OSError otherwise.
+def open_regular_file(
+    path: str, max_bytes: int = MAX_FILE_BYTES, setting: str = "DINOSEARCH_MAX_FILE_BYTES"
+) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file of at most ``max_bytes``; OSError otherwise
+    (``setting`` names the environment variable that raises the limit).
 
     Checked before opening (a FIFO, device, socket or folder is never opened) and again on the open
     descriptor (O_NONBLOCK: if the path was swapped for a FIFO in between, opening cannot block).
     """
-    _check_regular(os.stat(path), path, max_bytes)
+    _check_regular(os.stat(path), max_bytes, setting)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
-        _check_regular(os.fstat(fd), path, max_bytes)
+        _check_regular(os.fstat(fd), max_bytes, setting)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
 
 
-def _check_regular(st: os.stat_result, path: str, max_bytes: int) -> None:
+def _check_regular(st: os.stat_result, max_bytes: int, setting: str) -> None:
     problem = not_regular(st)
     if problem is not None:
         raise (IsADirectoryError if stat.S_ISDIR(st.st_mode) else OSError)(problem)
     if st.st_size > max_bytes:
         raise OSError(
-            f"file is {st.st_size:,} bytes, over the {max_bytes:,} limit; raise "
-            "DINOSEARCH_MAX_FILE_BYTES to read it"
+            f"file is {st.st_size:,} bytes, over the {max_bytes:,} limit; raise {setting} to read it"
         )
 
 

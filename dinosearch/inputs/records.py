@@ -13,7 +13,7 @@ import pandas as pd
 
 from dinosearch.inputs.errors import display_path
 from dinosearch.inputs.images import IMAGE_SUFFIXES
-from dinosearch.inputs.limits import not_regular
+from dinosearch.inputs.limits import MAX_MANIFEST_BYTES, not_regular, open_regular_file
 
 PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image_path", "image", "filename")
 ID_COLUMNS = ("id", "image_id")
@@ -34,7 +34,7 @@ def load_records(
     src = Path(source)
     if src.is_dir():
         return _from_folder(src, label_from_folder)
-    if src.is_file() and src.suffix.lower() in (".csv", ".parquet", ".pq"):
+    if src.suffix.lower() in (".csv", ".parquet", ".pq") and src.exists():
         return _from_manifest(src, path_column)
     if not src.exists():
         raise FileNotFoundError(
@@ -105,8 +105,16 @@ def _unique_ids(rels: list[Path]) -> list[str]:
 
 
 def _from_manifest(manifest: Path, path_column: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    try:  # a regular file of bounded size only: a FIFO or /dev/zero would hang or fill memory
+        f = open_regular_file(str(manifest), MAX_MANIFEST_BYTES, "DINOSEARCH_MAX_MANIFEST_BYTES")
+    except OSError as e:
+        raise ValueError(
+            f"{display_path(manifest)}: cannot read manifest ({e}); give a CSV or Parquet file"
+        ) from e
     try:
-        table = pd.read_parquet(manifest) if manifest.suffix != ".csv" else pd.read_csv(manifest)
+        with f:
+            is_csv = manifest.suffix.lower() == ".csv"
+            table = pd.read_csv(f) if is_csv else pd.read_parquet(f)
     except Exception as e:
         raise ValueError(f"{manifest}: cannot read manifest ({type(e).__name__}: {e})") from e
     column = path_column or next((c for c in PATH_COLUMNS if c in table.columns), None)
