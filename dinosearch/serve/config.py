@@ -55,4 +55,7 @@ class ServeConfig:
     refresh_s: float = opt(
         "how often (at most) a request checks for a newly published index version", default=1.0
     )
+    cpu_workers: int = opt(
+        "threads decoding, preprocessing and searching at once (0: one per CPU core)", default=0
+    )
     max_k: int = opt("largest k a request may ask for", default=1000)

@@ -10,12 +10,13 @@ import importlib
 import io
 import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
+from anyio import CapacityLimiter, to_thread
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from dinosearch.core.privacy import SHOW_COLUMNS_ENV, parse_columns, visible_record
 from dinosearch.core.runtime import resolve_device
@@ -29,6 +30,7 @@ from dinosearch.serve.observe import Metrics
 from dinosearch.serve.state import Registry, Snapshot
 from dinosearch.serve.uploads import Upload
 
+T = TypeVar("T")
 NEVER_SHOWN = ("rank", "score", "path")  # path: a server path, never in a response
 REFINEMENTS = ("region", "like", "unlike", "collapse")
 
@@ -56,6 +58,8 @@ class Service:
             ),
         )
         self.warm = False
+        # CPU work (decode, preprocess, search) on as many threads as cores: more only thrash the GIL
+        self.cpu = CapacityLimiter(config.cpu_workers or os.cpu_count() or 1)
         self.tokens: Any = None  # the explainers' shared token cache, made on first use
 
     def start(self) -> None:
@@ -90,11 +94,11 @@ class Service:
         if sum(given) != 1:
             raise ApiError(422, "send exactly one query: a file, an item or a sop_instance_uid")
         if upload is not None:
-            return await run_in_threadpool(_decode, upload.data, upload.name)
+            return await self.work(_decode, upload.data, upload.name)
         if item is not None:
-            return await run_in_threadpool(self.item_image, item)
-        data = await run_in_threadpool(self._fetch, str(uid))
-        return await run_in_threadpool(_decode, data, f"{uid}.dcm")
+            return await self.work(self.item_image, item)
+        data = await to_thread.run_sync(self._fetch, str(uid))  # waits on the network, not a core
+        return await self.work(_decode, data, f"{uid}.dcm")
 
     def item_image(self, item: ItemRef) -> Image.Image:
         snap = self.snapshot(item.index)
@@ -132,7 +136,7 @@ class Service:
     ) -> list[IndexAnswer]:
         """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
         models = {id(s.model): s.model for s in snaps}
-        batches = await run_in_threadpool(
+        batches = await self.work(
             lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
         )
         features = {
@@ -142,9 +146,15 @@ class Service:
         answers = []
         for snap in snaps:
             found = await features[id(snap.model)]
-            result = await run_in_threadpool(search_snapshot, snap, found, params)
-            answers.append(self.answer(snap, result))
+            answers.append(await self.work(self.search_one, snap, found, params))
         return answers
+
+    async def work(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread, at most ``cpu_workers`` at once (off the event loop)."""
+        return await to_thread.run_sync(partial(fn, *args), limiter=self.cpu)
+
+    def search_one(self, snap: Snapshot, features: np.ndarray, params: SearchParams) -> IndexAnswer:
+        return self.answer(snap, search_snapshot(snap, features, params))
 
     def answer(self, snap: Snapshot, result: SearchResult) -> IndexAnswer:
         rows = result.rows.to_dict("records")
