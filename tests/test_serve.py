@@ -223,3 +223,14 @@ def test_access_rules_refuse_unsafe_setups(indexes: Path, tmp_path: Path) -> Non
         load_keys(keyfile, {})
     with pytest.raises(ValueError, match="characters"):
         load_keys(None, {"DINOSEARCH_API_KEYS": "short"})
+
+
+def test_viewer_links_from_the_template(indexes: Path, image_folder: Path) -> None:
+    template = "https://viewer.example/open?finding={label}"
+    config = ServeConfig(indexes=str(indexes), viewer_url=template)
+    with TestClient(create_app(config, ENV)) as api:
+        hits = search(api, png(query_file(image_folder)), k=3).json()["answers"][0]["hits"]
+        item = api.get("/v1/items/demo-raw/0", headers=AUTH, params={"thumbnail": "false"}).json()
+    assert all(h["viewer_url"] == template.format(label=h["metadata"]["label"]) for h in hits)
+    assert item["viewer_url"].startswith("https://viewer.example/open?finding=")
+    assert item["thumbnail_png"] is None

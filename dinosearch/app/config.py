@@ -28,6 +28,16 @@ class AppConfig:
         "comma-separated)",
         default=(),
     )
+    viewer_url: str | None = opt(
+        "link each result to the archive's viewer, e.g. "
+        "'https://pacs/viewer?StudyInstanceUIDs={StudyInstanceUID}' (or $DINOSEARCH_VIEWER_URL)",
+        default=None,
+    )
+    archive: str | None = opt(
+        "dicomweb+http… archive whose films can be the query by Study/SOP Instance UID "
+        "(or $DINOSEARCH_ARCHIVE)",
+        default=None,
+    )
     api: str | None = opt(
         "a `dinosearch serve` URL answering the queries, so sessions share its model (key from "
         "DINOSEARCH_API_KEY); the indexes folder is still read for metadata and thumbnails",

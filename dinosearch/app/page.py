@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog, compare, render
+from dinosearch.app import audit_tab, catalog, compare, render
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -28,6 +28,8 @@ class Options:
     columns: list[str]
     show_id: bool
     filters: dict[str, list[Any]]
+    viewer_url: str | None = None  # link template (--viewer-url)
+    archive: str | None = None  # query by UID from this archive (--archive)
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
@@ -101,17 +103,26 @@ def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Op
                 picked = st.multiselect(column, values, key=f"filter-{column}", format_func=cut)
                 if picked:
                     filters[column] = picked
-    return Options(k, columns, settings.show_id, filters)
+    return Options(k, columns, settings.show_id, filters, settings.viewer_url, settings.archive)
 
 
 # ---- main area ----
 
 
 def query_input(
-    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool
+    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool, archive: str | None = None
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
-    source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
+    sources = ["Upload a film", "Pick from the collection"] + ["A film in the archive"] * bool(
+        archive
+    )
+    source = st.radio("Query", sources, horizontal=True)
+    if source == "A film in the archive" and archive:
+        uid = st.text_input("Study or SOP Instance UID")
+        if not uid:
+            return None
+        image = compare.read_archive_query(archive, uid)
+        return {"image": image, "name": cut(uid), "label": None, "exclude": None}
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -157,7 +168,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
-            query = query_input(pair, pair.raw.metadata, options.show_id)
+            query = query_input(pair, pair.raw.metadata, options.show_id, options.archive)
         except ImageReadError as e:
             st.error(
                 render.message(f"Could not read {e.path}: {e.reason}.")
@@ -174,6 +185,8 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
         query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
     )
     took = time.perf_counter() - start
+    for side in (result.raw, result.adapted):
+        compare.add_viewer_links(side.rows, options.viewer_url)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
@@ -217,13 +230,15 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, evaluation, indexes = st.tabs(["Search", "Evaluation", "Indexes"])
+    search, evaluation, indexes, audit = st.tabs(["Search", "Evaluation", "Indexes", "Audit"])
     with search:
         search_tab(pair, chosen, options)
     with evaluation:
         render.evaluation_tab(chosen, settings)
     with indexes:
         render.show_index_table(infos, problems)
+    with audit:
+        audit_tab.render_audit_choice(settings.reports)
 
 
 def main() -> None:

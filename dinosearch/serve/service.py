@@ -6,7 +6,6 @@ Routers parse and answer; everything they compute is here, so the API and tests 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import io
 import math
 import os
@@ -20,6 +19,7 @@ from PIL import Image
 
 from dinosearch.core.privacy import SHOW_COLUMNS_ENV, parse_columns, visible_record
 from dinosearch.core.runtime import resolve_device
+from dinosearch.core.viewer import viewer_template, viewer_url
 from dinosearch.inputs.images import ImageReadError, read_image
 from dinosearch.search import SearchResult
 from dinosearch.serve.config import ServeConfig
@@ -42,7 +42,7 @@ class Service:
         self.config, self.keys = config, keys
         self.metrics = Metrics()
         self.allowed = config.show_columns or parse_columns(env.get(SHOW_COLUMNS_ENV))
-        self.viewer = _viewer_template(config.viewer_url, env)
+        self.viewer = viewer_template(config.viewer_url, env)
         self.archive = config.archive or env.get("DINOSEARCH_ARCHIVE") or None
         self.registry = Registry(
             config.indexes,
@@ -125,9 +125,10 @@ class Service:
     def _fetch(self, uid: str) -> bytes:
         if not self.archive:
             raise ApiError(422, "this server has no --archive; upload the image instead")
-        dicomweb = importlib.import_module("dinosearch.inputs.dicomweb")
+        from dinosearch.inputs.dicomweb import fetch_instance  # requests, dicomweb-client
+
         try:
-            return bytes(dicomweb.fetch_instance(self.archive, uid))
+            return fetch_instance(self.archive, uid)
         except (ValueError, OSError) as e:
             raise ApiError(404, f"the archive has no instance {uid}: {e}") from e
 
@@ -175,9 +176,7 @@ class Service:
     def link(self, row: Mapping[str, Any]) -> str | None:
         if self.viewer is None:
             return None
-        viewer = importlib.import_module("dinosearch.core.viewer")
-        url = viewer.viewer_url(self.viewer, row)
-        return None if url is None else str(url)
+        return viewer_url(self.viewer, row)
 
 
 def search_snapshot(snap: Snapshot, features: np.ndarray, params: SearchParams) -> SearchResult:
@@ -231,14 +230,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple | np.ndarray):
         return [_plain(v) for v in value]
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
-
-
-def _viewer_template(given: str | None, env: Mapping[str, str]) -> str | None:
-    if not (given or env.get("DINOSEARCH_VIEWER_URL")):
-        return None
-    viewer = importlib.import_module("dinosearch.core.viewer")  # lands with the pacs branch
-    template = viewer.viewer_template(given, env)
-    return None if template is None else str(template)
 
 
 def png_bytes(image: Image.Image) -> bytes:
