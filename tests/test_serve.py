@@ -234,3 +234,27 @@ def test_viewer_links_from_the_template(indexes: Path, image_folder: Path) -> No
     assert all(h["viewer_url"] == template.format(label=h["metadata"]["label"]) for h in hits)
     assert item["viewer_url"].startswith("https://viewer.example/open?finding=")
     assert item["thumbnail_png"] is None
+
+
+def test_no_auth_answers_loopback_only_and_cors_is_opt_in(indexes: Path) -> None:
+    app = create_app(ServeConfig(indexes=str(indexes), no_auth=True), {})
+    with TestClient(app, client=("127.0.0.1", 5000)) as local:
+        assert local.get("/v1/indexes").status_code == 200
+        preflight = {"Origin": "https://viewer.example", "Access-Control-Request-Method": "POST"}
+        assert (
+            "access-control-allow-origin"
+            not in local.options("/v1/search", headers=preflight).headers
+        )
+    with TestClient(app, client=("10.1.2.3", 5000)) as remote:
+        refused = remote.get("/v1/indexes")
+        assert refused.status_code == 403 and "loopback" in one_line_reason(refused)
+    cors = ServeConfig(indexes=str(indexes), cors_origin=("https://viewer.example",))
+    with TestClient(create_app(cors, ENV)) as api:
+        allowed = api.options("/v1/search", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://viewer.example"
+        assert (
+            "access-control-allow-origin"
+            not in api.options(
+                "/v1/search", headers={**preflight, "Origin": "https://evil.example"}
+            ).headers
+        )

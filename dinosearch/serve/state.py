@@ -158,5 +158,8 @@ class Registry:
             model.warm()
 
     def close(self) -> None:
-        for model in self.models.values():
-            model.batcher.close()
+        """Stop the model workers; a later ``refresh`` opens everything anew."""
+        with self._lock:
+            for model in self.models.values():
+                model.batcher.close()
+            self.models, self.snapshots = {}, {}
