@@ -4,7 +4,7 @@ For each backbone (tiny DINOv2 and ViT-S/14, random weights: UNTRAINED numbers),
 ``--gallery`` real X-rays, starts ``dinosearch serve`` as a subprocess on 127.0.0.1 (a free port),
 and measures, with a fixed number of image queries per run:
   - the bare rate: decode + preprocess + one forward per 16 images + search, in this process;
-  - requests/s and p50/p95/p99 latency with 1, 4 and 16 clients (threads, one HTTP connection each);
+  - requests/s and p50/p95/p99 latency with 1, 4 and 16 clients (one HTTP connection each);
   - 16 clients again while the index is republished 5 times: failed requests and responses whose
     results come from another version than the one they name (versions alternate labels a:/b:).
 Every loop is bounded in count and time; the server is stopped by its PID.
@@ -15,6 +15,7 @@ Every loop is bounded in count and time; the server is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -23,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,27 +102,32 @@ def bare_rate(
 def load(
     url: str, queries: list[bytes], clients: int, k: int
 ) -> tuple[float, list[float], list[dict[str, Any] | None]]:
-    """(requests/s, latencies ms, bodies or None for a failure): ``clients`` threads share the queries."""
+    """(requests/s, latencies ms, bodies or None for a failure): ``clients`` concurrent clients
+    (coroutines with a connection each, so the clients' own cost stays small) share the queries."""
+    return asyncio.run(_load(url, queries, clients, k))
+
+
+async def _load(
+    url: str, queries: list[bytes], clients: int, k: int
+) -> tuple[float, list[float], list[dict[str, Any] | None]]:
     results: list[tuple[float, dict[str, Any] | None]] = [(0.0, None)] * len(queries)
-    params = json.dumps({"k": 5})
+    params = json.dumps({"k": k})
     headers = {"Authorization": f"Bearer {KEY}"}
 
-    def worker(c: int) -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+    async def client(c: int) -> None:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
             for i in range(c, len(queries), clients):
                 start = time.perf_counter()
                 try:
-                    r = http.post(
-                        "/v1/search", files={"file": ("q.jpg", queries[i])}, data={"params": params}
-                    )
+                    files = {"file": ("q.jpg", queries[i])}
+                    r = await http.post("/v1/search", files=files, data={"params": params})
                     body = r.json() if r.status_code == 200 else None
                 except httpx.HTTPError:
                     body = None
                 results[i] = ((time.perf_counter() - start) * 1000, body)
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(worker, range(clients)))
+    await asyncio.gather(*(client(c) for c in range(clients)))
     wall = time.perf_counter() - start
     return len(queries) / wall, [t for t, _ in results], [b for _, b in results]
 
