@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 KEY = "test-key-0123456789abcdef"
@@ -45,7 +44,3 @@ def uvicorn_thread(app: Any, port: int, timeout: float = 60.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout)
         assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def with_port(config: Any, port: int) -> Any:
-    return replace(config, port=port)
