@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.features.folder import embed_to_folder
@@ -226,8 +227,10 @@ def main() -> int:
     gallery = records.iloc[: args.gallery].reset_index(drop=True)
     queries = [Path(p).read_bytes() for p in records.iloc[args.gallery :]["path"]]
     print(f"torch threads {__import__('torch').get_num_threads()}, cpus {os.cpu_count()}")
-    for name in args.backbones.split(","):
-        run_backbone(name.strip(), args, gallery, queries)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with FileLock(Path(args.work) / ".bench.lock", timeout=0):  # two runs would mix their publishes
+        for name in args.backbones.split(","):
+            run_backbone(name.strip(), args, gallery, queries)
     return 0
 
 
