@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from dinosearch.search.config import SearchConfig
 
 
-def run_remote(args: argparse.Namespace) -> int:
-    """Send each ``--image`` to the server; print JSON or tables as the local search does."""
+def run_remote(config: SearchConfig) -> int:
+    """Send each ``--image`` to ``config.server``; print JSON or tables as the local search does."""
+    import pandas as pd
+
     from dinosearch.client import Client
 
-    name = Path(args.index).name
-    params: dict[str, Any] = {"k": args.k, "indexes": [name]}
-    if args.filter:
-        params["filter"] = " and ".join(args.filter)
-    if args.exclude_group:
-        column, sep, value = args.exclude_group.partition("=")
-        if not sep:
-            raise ValueError(f"--exclude-group {args.exclude_group!r}: write it as COLUMN=VALUE")
-        params["exclude_group"] = {"column": column.strip(), "value": value.strip()}
+    name = Path(config.index).name
+    params: dict[str, Any] = {"k": config.k, "indexes": [name]}
+    if config.filter:
+        params["filter"] = " and ".join(config.filter)
+    exclusion = config.exclusion()
+    if exclusion is not None:
+        params["exclude_group"] = {"column": exclusion[0], "value": exclusion[1]}
     out = []
-    with Client(args.server) as client:
-        for image in args.image:
+    with Client(str(config.server)) as client:
+        for image in config.image:
             answer = client.search(image=image, **params)["answers"][0]
             rows = [
                 {"rank": h["rank"], "score": h["score"], **h["metadata"]} for h in answer["hits"]
             ]
+            rows = [{**r, "viewer_url": h["viewer_url"]} if h["viewer_url"] else r
+                    for r, h in zip(rows, answer["hits"], strict=True)]  # fmt: skip
             out.append({"query": str(image), "version": answer["version"], "results": rows})
-    if args.json:
+    if config.json:
         print(json.dumps(out if len(out) > 1 else out[0], indent=2))
         return 0
-    columns = [c.strip() for c in args.columns.split(",")]
+    columns = [c.strip() for c in config.columns.split(",")]
     for found in out:
         print(
-            f"query {found['query']} → {len(found['results'])} results from {args.server} "
+            f"query {found['query']} → {len(found['results'])} results from {config.server} "
             f"{name} ({found['version']})"
         )
         table = pd.DataFrame(found["results"])

@@ -14,6 +14,7 @@ import torch
 
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
+from dinosearch.core.groups import same_group
 from dinosearch.core.runtime import resolve_device
 from dinosearch.index.handle import IndexHandle, open_index
 from dinosearch.index.publish import current_version
@@ -153,7 +154,7 @@ class VectorSearcher:
                 keep &= allowed[np.maximum(ids, 0)]
             if groups is not None:
                 codes, query_codes = groups
-                keep &= codes[np.maximum(ids, 0)] != query_codes[todo, None]
+                keep &= ~same_group(query_codes[todo, None], codes[np.maximum(ids, 0)])
             done = (keep.sum(1) >= k) | (depth >= n)
             for j in np.flatnonzero(done):
                 hit = keep[j]
