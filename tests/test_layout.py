@@ -17,6 +17,7 @@ STAGES = [
 TOP = {
     "demo": len(STAGES),
     "__init__": len(STAGES),
+    "client": len(STAGES),  # dinosearch.client: the public name of serve/client.py
     "cli": len(STAGES) + 1,
     "__main__": len(STAGES) + 2,
 }

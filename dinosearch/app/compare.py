@@ -52,6 +52,7 @@ class AppSettings:
     show_columns: tuple[str, ...]  # metadata columns allowed on top of SAFE_COLUMNS
     viewer_url: str | None = None  # result → archive viewer link template (core.viewer)
     archive: str | None = None  # dicomweb+http… archive whose films can be the query (by UID)
+    api: str | None = None  # a `dinosearch serve` URL that answers the queries (its model shared)
 
     @property
     def show_id(self) -> bool:
@@ -66,7 +67,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports default to ``reports/`` beside the indexes folder and in the working folder.
     """
     p = argparse.ArgumentParser(add_help=False)
-    for flag in ("--indexes", "--reports", "--show-columns", "--viewer-url", "--archive"):
+    for flag in ("--indexes", "--reports", "--show-columns", "--viewer-url", "--archive", "--api"):
         p.add_argument(flag, default=None)
     args, _ = p.parse_known_args(list(argv))
     indexes = Path(args.indexes or env_str("DINOSEARCH_INDEXES", env) or "indexes")
@@ -80,6 +81,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
         parse_columns(shown),
         viewer_template(args.viewer_url, env),
         args.archive or env_str("DINOSEARCH_ARCHIVE", env) or None,
+        args.api or env_str("DINOSEARCH_API", env) or None,
     )
 
 

@@ -38,3 +38,8 @@ class AppConfig:
         "(or $DINOSEARCH_ARCHIVE)",
         default=None,
     )
+    api: str | None = opt(
+        "a `dinosearch serve` URL answering the queries, so sessions share its model (key from "
+        "DINOSEARCH_API_KEY); the indexes folder is still read for metadata and thumbnails",
+        default=None,
+    )

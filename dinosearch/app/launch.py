@@ -29,6 +29,8 @@ def streamlit_argv(config: AppConfig) -> list[str]:
     argv += ["--client.toolbarMode", "minimal", "--", "--indexes", config.indexes]
     if config.reports:
         argv += ["--reports", config.reports]
+    if config.api:
+        argv += ["--api", config.api]
     if config.show_columns:
         argv += ["--show-columns", ",".join(config.show_columns)]
     if config.viewer_url:

@@ -33,8 +33,15 @@ class Options:
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
-def load_pair(raw: str, adapted: str, fingerprints: tuple[str, str]) -> compare.SideBySide:
-    """One backbone and two indexes per pair; a rebuild with another backbone makes a new entry."""
+def load_pair(
+    raw: str, adapted: str, fingerprints: tuple[str, str], api: str | None = None
+) -> compare.SideBySide:
+    """One backbone and two indexes per pair; a rebuild with another backbone makes a new entry.
+    With ``--api URL`` no backbone: the server's model answers (app/remote.py)."""
+    if api:
+        from dinosearch.app.remote import RemotePair
+
+        return RemotePair(api, raw, adapted)  # type: ignore[return-value]  # same interface
     return compare.SideBySide(raw, adapted)
 
 
@@ -185,19 +192,22 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     st.divider()
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
-    why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
+    local = isinstance(pair, compare.SideBySide)  # with --api, "why similar" needs the server
+    why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints) if local else None
     left, right = st.columns(2, gap="large")
     with left:
         render.show_results(
             "Raw backbone", result.raw, shared, options.columns, "raw", options.show_id
         )
-        render.show_why(why, "raw", result.raw, query["image"], options.show_id)
+        if why is not None:
+            render.show_why(why, "raw", result.raw, query["image"], options.show_id)
     with right:
         title = f"Adapted (adapter {info.adapted.adapter})"
         render.show_results(
             title, result.adapted, shared, options.columns, "adapted", options.show_id
         )
-        render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
+        if why is not None:
+            render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
 
 
 def run(settings: compare.AppSettings) -> None:
@@ -212,7 +222,7 @@ def run(settings: compare.AppSettings) -> None:
         return
     sidebar_describe(chosen)
     fingerprints = (chosen.raw.backbone["fingerprint"], chosen.adapted.backbone["fingerprint"])
-    pair = load_pair(str(chosen.raw.path), str(chosen.adapted.path), fingerprints)
+    pair = load_pair(str(chosen.raw.path), str(chosen.adapted.path), fingerprints, settings.api)
     pair.refresh()
     if chosen.raw.random_init:
         st.warning(

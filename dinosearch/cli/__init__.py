@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("app", "open the search page (Streamlit) on an indexes folder"),
     "remove": ("remove", "erase rows (by id or filter) from indexes, their features and caches"),
     "sync": ("sync", "keep features and indexes in step with a DICOMweb archive (PACS)"),
+    "serve": ("serve", "the HTTP search service (API keys, batched model, /metrics)"),
 }
 
 

@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(SearchConfig, args)
+    if config.server:
+        from dinosearch.cli.remote import run_remote
+
+        return run_remote(config)
     from dinosearch.core.viewer import viewer_template, viewer_url
 
     template = viewer_template(config.viewer_url)  # checked before anything heavy loads

@@ -63,6 +63,15 @@ VARIABLES: dict[str, Variable] = {
     "DINOSEARCH_ARCHIVE": Variable(
         "str", None, "the app's dicomweb+http… archive for queries by Study/SOP Instance UID"
     ),  # fmt: skip
+    "DINOSEARCH_API_KEYS": Variable(
+        "str", None, "`dinosearch serve`: accepted API keys, comma-separated (with --api-keys FILE)"
+    ),  # fmt: skip
+    "DINOSEARCH_API_KEY": Variable(
+        "str", None, "the key a client (dinosearch.client, search --server, app --api) sends"
+    ),  # fmt: skip
+    "DINOSEARCH_API": Variable(
+        "str", None, "the app's `dinosearch serve` URL answering its queries (flag --api wins)"
+    ),  # fmt: skip
     "DINOSEARCH_DICOMWEB_TOKEN": Variable("str", None, "bearer token for the DICOMweb archive"),
     "DINOSEARCH_DICOMWEB_USER": Variable("str", None, "basic-auth user for the DICOMweb archive"),
     "DINOSEARCH_DICOMWEB_PASSWORD": Variable("str", None, "basic-auth password (with …_USER)"),

@@ -24,6 +24,7 @@ class SearchConfig:
     hide_identifiers: bool = opt("show only what the app's cards show: rank, score, label, view, source_repo and the columns DINOSEARCH_SHOW_COLUMNS allows (no id, path, patient_id…); also on when DINOSEARCH_HIDE_IDENTIFIERS=1", default=False)  # fmt: skip
     viewer_url: str | None = opt("link each result to the archive's viewer, e.g. 'https://pacs/viewer?StudyInstanceUIDs={StudyInstanceUID}' (default: $DINOSEARCH_VIEWER_URL)", default=None, metavar="TEMPLATE")  # fmt: skip
     device: str = opt("auto, cpu, cuda or cuda:N", default="cpu")
+    server: str | None = opt("ask a `dinosearch serve` at URL instead (--index: the index's name there; key from DINOSEARCH_API_KEY); its privacy rules apply, as with --hide-identifiers", default=None, metavar="URL")  # fmt: skip
     nprobe: int | None = opt("IVF lists to visit: more finds more, slower", default=None, group=_TUNE)  # fmt: skip
     k_factor: float | None = opt("re-ranked IVF-PQ: candidates re-scored per result", default=None, group=_TUNE)  # fmt: skip
     ef_search: int | None = opt("HNSW: candidate list size", default=None, group=_TUNE)

@@ -1,0 +1,128 @@
+"""Pydantic models of every request and response body (the OpenAPI schema at /docs comes from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool
+
+
+class ItemRef(BaseModel):
+    """An indexed image: its row (vector id) in an index, optionally pinned to the version it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: str
+    row: int = Field(ge=0)
+    version: str | None = Field(None, description="refused (409) when the index moved on")
+
+
+class GroupExclusion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str = Field(examples=["patient_id"])
+    value: Scalar
+
+
+class SearchParams(BaseModel):
+    """What to search with and how; the image comes as an upload, ``item`` or ``sop_instance_uid``."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: ItemRef | None = None
+    sop_instance_uid: str | None = Field(None, max_length=64, pattern=r"^[0-9.]+$")
+    k: int = Field(10, ge=1)
+    indexes: list[str] | None = Field(
+        None, description='index names, or "raw", "adapted", "both"; none: every index'
+    )
+    filter: str | dict[str, Scalar | list[Scalar]] | None = Field(
+        None, examples=['view == "PA"', {"view": "PA"}]
+    )
+    exclude_group: GroupExclusion | None = None
+    # Slots for refinements landing in search/ (region queries, relevance feedback, per-patient
+    # collapse): accepted here, answered once the Searcher supports them (422 until then).
+    region: tuple[float, float, float, float] | None = Field(
+        None, description="query box (x0, y0, x1, y1) as fractions of the image"
+    )
+    like: list[int] = Field(default_factory=list, description="rows to move towards")
+    unlike: list[int] = Field(default_factory=list, description="rows to move away from")
+    collapse: bool = Field(False, description="one result per patient")
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float
+    row: int = Field(description="vector id = metadata row of this index version")
+    metadata: dict[str, Any] = Field(description="the columns this server allows")
+    viewer_url: str | None = None
+
+
+class IndexAnswer(BaseModel):
+    index: str
+    version: str
+    untrained: bool
+    hits: list[Hit]
+
+
+class SearchResponse(BaseModel):
+    request_id: str
+    versions: dict[str, str] = Field(description="index → version that answered")
+    answers: list[IndexAnswer]
+
+
+class IndexSummary(BaseModel):
+    name: str
+    version: str
+    backbone: str
+    fingerprint: str
+    adapter: str | None
+    size: int
+    dim: int
+    untrained: bool
+
+
+class IndexList(BaseModel):
+    indexes: list[IndexSummary]
+    problems: dict[str, str] = Field(default_factory=dict)
+
+
+class Item(BaseModel):
+    index: str
+    version: str
+    row: int
+    metadata: dict[str, Any]
+    viewer_url: str | None = None
+    thumbnail_png: str | None = Field(None, description="base64 PNG, 128 px square")
+
+
+class ExplainParams(BaseModel):
+    """Why ``result`` is similar to the query (upload, ``item`` or ``sop_instance_uid``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: ItemRef | None = None
+    sop_instance_uid: str | None = Field(None, max_length=64, pattern=r"^[0-9.]+$")
+    result: ItemRef
+    format: Literal["png", "json"] = "json"
+    method: Literal["auto", "decomposition", "token-ig", "input-ig"] = "auto"
+    steps: int | None = Field(None, ge=1, le=64)
+
+
+class ExplainResponse(BaseModel):
+    index: str
+    version: str
+    explanation: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    indexes: dict[str, str]
+    models_warm: bool
+    problems: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str

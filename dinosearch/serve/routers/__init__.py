@@ -1,0 +1,1 @@
+"""One router per resource: search, indexes and items, explain, health and metrics."""

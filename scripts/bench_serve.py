@@ -1,0 +1,238 @@
+"""dinosearch serve under load: 1, 4, 16 concurrent clients vs the bare batched forward + search rate.
+
+For each backbone (tiny DINOv2 and ViT-S/14, random weights: UNTRAINED numbers), builds an index of
+``--gallery`` real X-rays, starts ``dinosearch serve`` as a subprocess on 127.0.0.1 (a free port),
+and measures, with a fixed number of image queries per run:
+  - the bare rate: decode + preprocess + one forward per 16 images + search, in this process;
+  - requests/s and p50/p95/p99 latency with 1, 4 and 16 clients (one HTTP connection each);
+  - 16 clients again while the index is republished 5 times: failed requests and responses whose
+    results come from another version than the one they name (versions alternate labels a:/b:).
+Every loop is bounded in count and time; the server is stopped by its PID.
+
+    python scripts/bench_serve.py --queries 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from dinosearch.backbones import Backbone, load_backbone
+from dinosearch.features.folder import embed_to_folder
+from dinosearch.index import build_index
+from dinosearch.inputs.images import read_image
+from dinosearch.inputs.records import load_records
+from dinosearch.search import Searcher
+
+CXR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"
+KEY = "bench-key-0123456789abcdef"
+BACKBONES = {"tiny": ("dinov2_tiny_test", 56), "vits14": ("dinov2_vits14", 224)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare(work: Path, backbone: Backbone, records: pd.DataFrame) -> tuple[Path, Path, Path]:
+    """Features with labels prefixed a: and b: (to tell versions apart), and the index (a: live)."""
+    folders = []
+    for tag in ("a", "b"):
+        tagged = records.assign(label=f"{tag}:" + records["label"].astype(str))
+        out = work / f"features-{tag}"
+        if not (out / "manifest.json").is_file():
+            embed_to_folder(tagged, backbone, out, batch_size=16, num_workers=0, progress=False)
+        folders.append(out)
+    index = work / "indexes" / "cxr"
+    shutil.rmtree(index, ignore_errors=True)  # start from one a: version
+    build_index(folders[0], index)
+    return folders[0], folders[1], index
+
+
+def start_server(indexes: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "dinosearch", "serve", "--indexes", str(indexes), "--port",
+           str(port), "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+           "--refresh-s", "0.2"]  # fmt: skip
+    env = {**os.environ, "DINOSEARCH_API_KEYS": KEY}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(f"dinosearch serve exited with {proc.returncode}")
+    proc.terminate()
+    raise TimeoutError("dinosearch serve not ready in 300 s")
+
+
+def bare_rate(
+    index: Path, backbone: Backbone, queries: list[bytes], k: int, batch: int = 16
+) -> float:
+    """Queries/s of decode + preprocess + batched forward + search in this process (best of 2)."""
+    searcher = Searcher(index, backbone=backbone)
+    best = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        for i in range(0, len(queries), batch):
+            images = [read_image(q, name="q.jpg") for q in queries[i : i + batch]]
+            vectors = searcher.embed_features(searcher.image_features(images))
+            searcher.search_vectors(vectors, k)
+        best = max(best, len(queries) / (time.perf_counter() - start))
+    return best
+
+
+def load(
+    url: str, queries: list[bytes], clients: int, k: int
+) -> tuple[float, list[float], list[dict[str, Any] | None]]:
+    """(requests/s, latencies ms, bodies or None for a failure): ``clients`` concurrent clients
+    (coroutines with a connection each, so the clients' own cost stays small) share the queries."""
+    return asyncio.run(_load(url, queries, clients, k))
+
+
+async def _load(
+    url: str, queries: list[bytes], clients: int, k: int
+) -> tuple[float, list[float], list[dict[str, Any] | None]]:
+    results: list[tuple[float, dict[str, Any] | None]] = [(0.0, None)] * len(queries)
+    params = json.dumps({"k": k})
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    async def client(c: int) -> None:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+            for i in range(c, len(queries), clients):
+                start = time.perf_counter()
+                try:
+                    files = {"file": ("q.jpg", queries[i])}
+                    r = await http.post("/v1/search", files=files, data={"params": params})
+                    body = r.json() if r.status_code == 200 else None
+                except httpx.HTTPError:
+                    body = None
+                results[i] = ((time.perf_counter() - start) * 1000, body)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    wall = time.perf_counter() - start
+    return len(queries) / wall, [t for t, _ in results], [b for _, b in results]
+
+
+def mixed(body: dict[str, Any], tags: dict[str, str]) -> bool:
+    """Whether a response's hits come from another version than the one it names."""
+    for answer in body["answers"]:
+        tag = tags.get(answer["version"])
+        if tag is None or body["versions"][answer["index"]] != answer["version"]:
+            return True
+        if any(not str(h["metadata"]["label"]).startswith(f"{tag}:") for h in answer["hits"]):
+            return True
+    return False
+
+
+def republish_under_load(
+    url: str, feats: tuple[Path, Path], index: Path, queries: list[bytes], k: int, spacing: float
+) -> tuple[int, int, int]:
+    """(failed, mixed, versions published) for 16 clients while 5 new versions are published."""
+    tags = {_live(index): "a"}
+    done = threading.Event()
+
+    def publisher() -> None:
+        for n in range(5):
+            time.sleep(spacing)
+            tag = "b" if n % 2 == 0 else "a"
+            handle = build_index(feats[0] if tag == "a" else feats[1], index, keep=3)
+            tags[handle.version] = tag
+        done.set()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    _, _, bodies = load(url, queries, 16, k)
+    thread.join(600)
+    failed = sum(b is None for b in bodies)
+    bad = sum(mixed(b, tags) for b in bodies if b is not None)
+    return failed, bad, len(tags) - 1
+
+
+def _live(index: Path) -> str:
+    from dinosearch.index import current_version
+
+    return current_version(index)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def run_backbone(
+    name: str, args: argparse.Namespace, records: pd.DataFrame, queries: list[bytes]
+) -> None:
+    model, size = BACKBONES[name]
+    backbone = load_backbone(model, "random", image_size=size, seed=0)
+    work = Path(args.work) / name
+    feats_a, feats_b, index = prepare(work, backbone, records)
+    port = free_port()
+    proc = start_server(index.parent, port, args)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        load(url, queries[:8], 4, 5)  # warm connections and code paths
+        before = bare_rate(index, backbone, queries, 5)
+        runs = [(c, *load(url, queries, c, 5)) for c in (1, 4, 16)]
+        after = bare_rate(index, backbone, queries, 5)  # the machine is shared: measure twice
+        bare = max(before, after)
+        print(f"\n{name} ({model}, {size} px, random weights: UNTRAINED), {len(records)} indexed, "
+              f"{len(queries)} queries per run")  # fmt: skip
+        print(f"  bare batched forward + search: {before:8.1f} queries/s before, {after:.1f} after "
+              f"(ratios below use the higher)")  # fmt: skip
+        for clients, rate, lat, bodies in runs:
+            fails = sum(b is None for b in bodies)
+            print(f"  {clients:2d} clients: {rate:8.1f} req/s ({rate / bare:.2f}x bare)  p50 "
+                  f"{pct(lat, 50):7.1f} ms  p95 {pct(lat, 95):7.1f} ms  p99 {pct(lat, 99):7.1f} ms  failed {fails}")  # fmt: skip
+        spacing = len(queries) / max(rate, 1e-6) / 6  # spread 5 publishes over one 16-client run
+        failed, bad, published = republish_under_load(
+            url, (feats_a, feats_b), index, queries, 5, spacing
+        )
+        print(f"  16 clients during {published} republishes: failed {failed}, mixed versions {bad}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", default=str(CXR), help="manifest of X-rays")
+    p.add_argument("--gallery", type=int, default=200, help="images indexed")
+    p.add_argument("--queries", type=int, default=64, help="queries per run (other images)")
+    p.add_argument("--work", default="/tmp/bench_serve")
+    p.add_argument("--backbones", default="tiny,vits14")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = p.parse_args()
+    records, _ = load_records(args.images)
+    records = records.sample(n=min(args.gallery + args.queries, len(records)), random_state=0)
+    gallery = records.iloc[: args.gallery].reset_index(drop=True)
+    queries = [Path(p).read_bytes() for p in records.iloc[args.gallery :]["path"]]
+    print(f"torch threads {__import__('torch').get_num_threads()}, cpus {os.cpu_count()}")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with FileLock(Path(args.work) / ".bench.lock", timeout=0):  # two runs would mix their publishes
+        for name in args.backbones.split(","):
+            run_backbone(name.strip(), args, gallery, queries)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
