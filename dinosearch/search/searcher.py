@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import faiss
 import numpy as np
 import pandas as pd
 import torch
@@ -15,10 +16,12 @@ import torch
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.runtime import resolve_device
-from dinosearch.index.handle import IndexHandle, open_index
+from dinosearch.index.handle import EXACT_STORAGE, IndexHandle, open_index
 from dinosearch.index.publish import current_version
 from dinosearch.search.filters import Filters, GroupExclusion, RowFilters
-from dinosearch.search.query import ImageSource, QueryEmbedder
+from dinosearch.search.query import ImageSource, QueryEmbedder, _as_image
+from dinosearch.search.refine import first_per_group, group_sizes, mmr, rocchio
+from dinosearch.search.region import Box, RegionMethod, region_features
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
@@ -54,6 +57,7 @@ class VectorSearcher:
         self.search_params = dict(search_params or {})
         self.handle = self._open()
         self._rows = RowFilters(self.handle)
+        self._all_vectors: np.ndarray | None = None
 
     def _open(self) -> IndexHandle:
         handle = _searchable(open_index(self.index_dir))
@@ -85,6 +89,7 @@ class VectorSearcher:
         handle = self._open()
         self._adopt(handle)
         self.handle, self._rows = handle, RowFilters(handle)
+        self._all_vectors = None
         return True
 
     def _adopt(self, handle: IndexHandle) -> None:
@@ -98,17 +103,27 @@ class VectorSearcher:
         filters: Filters = None,
         exclude_group: GroupExclusion = None,
         fingerprint: str | None = None,
+        like: Sequence[Any] = (),
+        unlike: Sequence[Any] = (),
+        collapse: str | None = None,
+        diversity: float | None = None,
     ) -> list[SearchResult]:
         """Top-k rows for each of (B, D) query vectors (a (D,) vector is one query).
 
         Args:
-            filters: keep rows matching ``{"view": "PA"}`` (a list value means "any of"), or
-                ``'view == "PA" and label != normal'``.
+            filters: an SQL expression over the metadata (``"patient_age >= 60 AND view IN
+                ('PA','AP')"``, see ``search.where``), ``{"view": "PA"}`` (a list value means "any
+                of"), or the old ``'view == "PA" and label != normal'``; applied before ranking.
             exclude_group: ``("patient_id", value)`` drops rows sharing that value; a list of B
                 values gives each query its own.
             fingerprint: how ``queries`` were made (``Searcher.fingerprint``); refused when it differs.
+            like, unlike: metadata ``id`` values marked similar / not similar: every query moves
+                by Rocchio (α=1, β=0.75, γ=0.25, ``search.refine``) before it is searched.
+            collapse: a column (``"patient_id"``): keep the best row of each value, k values; the
+                rows get ``more_films``, that value's other rows passing the filter.
+            diversity: MMR λ in [0, 1] re-ranking 4k candidates (1: none, lower: more diverse).
         Raises:
-            ValueError: wrong dimension, a fingerprint mismatch, or an unknown filter column.
+            ValueError: wrong dimension, a fingerprint mismatch, an unknown filter column or id.
         """
         where = self.handle.manifest_path
         if fingerprint is not None and fingerprint != self.fingerprint:
@@ -127,11 +142,47 @@ class VectorSearcher:
         q = to_vectors(q)  # unit length, contiguous
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
+        if len(like) or len(unlike):
+            q = rocchio(q, self.vectors_of_ids(like), self.vectors_of_ids(unlike))
         allowed = self._rows.mask(filters)
         groups = self._rows.groups(exclude_group, len(q))
-        return [
-            self._result(ids, scores) for ids, scores in self._deep_search(q, k, allowed, groups)
-        ]
+        codes = None if collapse is None else self._rows.codes(collapse)
+        want = k if diversity is None else 4 * k
+        found = self._deep_search(q, want, allowed, groups, codes)
+        results = []
+        for query, (ids, scores) in zip(q, found, strict=True):
+            if codes is not None:
+                keep = first_per_group(ids, codes, want)
+                ids, scores = ids[keep], scores[keep]
+            if diversity is not None:
+                keep = mmr(query, self.vectors_of_rows(ids), k, diversity)
+                ids, scores = ids[keep], scores[keep]
+            result = self._result(ids[:k], scores[:k])
+            if codes is not None:
+                more = group_sizes(codes, allowed)[result.ids] - 1
+                result.rows.insert(5, "more_films", more)
+            results.append(result)
+        return results
+
+    def vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(n, D) unit vectors of index rows (read back from FAISS, or recomputed for PQ codes)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        index = self.handle.index
+        if self.handle.manifest["index_type"] in EXACT_STORAGE:
+            if isinstance(index, faiss.IndexIVF):
+                index.make_direct_map()
+            return (
+                np.stack([index.reconstruct(int(i)) for i in rows])
+                if len(rows)
+                else np.zeros((0, self.handle.dim), dtype=np.float32)
+            )
+        if self._all_vectors is None or len(self._all_vectors) != self.handle.count:
+            self._all_vectors = self.handle.vectors()
+        return self._all_vectors[rows]
+
+    def vectors_of_ids(self, ids: Sequence[Any]) -> np.ndarray:
+        """(n, D) unit vectors of the rows whose metadata ``id`` is in ``ids`` (in that order)."""
+        return self.vectors_of_rows(self._rows.rows_of_ids(ids))
 
     def _deep_search(
         self,
@@ -139,11 +190,16 @@ class VectorSearcher:
         k: int,
         allowed: np.ndarray | None,
         groups: tuple[np.ndarray, np.ndarray] | None,
+        distinct: np.ndarray | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Search ever deeper (×4) until each query has k rows that pass the filter and group rule."""
+        """Search ever deeper (×4) until each query has k rows that pass the filter and group rule
+        (k distinct ``distinct`` codes when given; then every passing row searched is returned)."""
         n = self.handle.index.ntotal
+        if allowed is not None and distinct is None and self._exact_flat():
+            return self._search_allowed(queries, k, allowed, groups)
         share = 1.0 if allowed is None else max(allowed.mean(), 1.0 / max(n, 1))
-        depth = min(n, k if allowed is None and groups is None else max(4 * k, int(2 * k / share)))
+        plain = allowed is None and groups is None and distinct is None
+        depth = min(n, k if plain else max(4 * k, int(2 * k / share)))
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(queries)
         todo = np.arange(len(queries))
         while len(todo):
@@ -154,12 +210,49 @@ class VectorSearcher:
             if groups is not None:
                 codes, query_codes = groups
                 keep &= codes[np.maximum(ids, 0)] != query_codes[todo, None]
-            done = (keep.sum(1) >= k) | (depth >= n)
+            enough = keep.sum(1) >= k
+            if distinct is not None:
+                enough = np.array(
+                    [_cases(distinct[i[h]]) >= k for i, h in zip(ids, keep, strict=True)]
+                )
+            done = enough | (depth >= n)
             for j in np.flatnonzero(done):
                 hit = keep[j]
-                results[todo[j]] = (ids[j][hit][:k].astype(np.int64), scores[j][hit][:k])
+                last = None if distinct is not None else k
+                results[todo[j]] = (ids[j][hit][:last].astype(np.int64), scores[j][hit][:last])
             todo, depth = todo[~done], min(n, depth * 4)
         return results  # type: ignore[return-value]
+
+    def _exact_flat(self) -> bool:
+        return type(self.handle.index) in (faiss.IndexFlatIP, faiss.IndexFlat)
+
+    def _search_allowed(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray,
+        groups: tuple[np.ndarray, np.ndarray] | None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Exact Flat index: rank only the rows passing the filter (k whenever k rows pass)."""
+        rows = np.flatnonzero(allowed)
+        all_scores = self.vectors_of_rows_flat(rows) @ queries.T  # (n_allowed, B)
+        out = []
+        for b in range(len(queries)):
+            scores = all_scores[:, b]
+            keep = np.ones(len(rows), dtype=bool)
+            if groups is not None:
+                codes, query_codes = groups
+                keep = ~((codes[rows] == query_codes[b]) & (query_codes[b] >= 0))
+            cand, s = rows[keep], scores[keep]
+            top = np.lexsort((cand, -s))[:k]
+            out.append((cand[top].astype(np.int64), s[top].astype(np.float32)))
+        return out
+
+    def vectors_of_rows_flat(self, rows: np.ndarray) -> np.ndarray:
+        """(n, D) rows of an exact Flat index, read from its storage without copying the rest."""
+        index = self.handle.index
+        stored = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)  # type: ignore[attr-defined]
+        return stored.reshape(index.ntotal, index.d)[rows]
 
     def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
         rows = self.handle.rows(ids)
@@ -168,6 +261,11 @@ class VectorSearcher:
         front = ["rank", "score", "id", "path", "label"]
         rows = rows[front + [c for c in rows.columns if c not in front]]
         return SearchResult(ids, scores, rows)
+
+
+def _cases(codes: np.ndarray) -> int:
+    """How many cases (groups; a row without a group is a case of its own) ``codes`` hold."""
+    return len(np.unique(codes[codes >= 0])) + int((codes < 0).sum())
 
 
 def _searchable(handle: IndexHandle) -> IndexHandle:
@@ -241,20 +339,42 @@ class Searcher(VectorSearcher):
         source: ImageSource,
         k: int = 10,
         *,
-        filters: Filters = None,
-        exclude_group: GroupExclusion = None,
+        region: Box | None = None,
+        region_method: RegionMethod = "crop",
+        **options: Any,
     ) -> SearchResult:
-        """Top-k rows for one query image."""
-        return self.search_images([source], k, filters=filters, exclude_group=exclude_group)[0]
+        """Top-k rows for one query image; ``options`` as for ``search_vectors``."""
+        return self.search_images(
+            [source], k, region=region, region_method=region_method, **options
+        )[0]
 
     def search_images(
         self,
         sources: Sequence[ImageSource],
         k: int = 10,
         *,
-        filters: Filters = None,
-        exclude_group: GroupExclusion = None,
+        region: Box | None = None,
+        region_method: RegionMethod = "crop",
+        **options: Any,
     ) -> list[SearchResult]:
-        """Top-k rows for each query image (path, bytes or PIL), embedded in one forward pass."""
-        queries = self.embedder.embed_images(sources)
-        return self.search_vectors(queries, k, filters=filters, exclude_group=exclude_group)
+        """Top-k rows for each query image (path, bytes or PIL), embedded in one forward pass.
+
+        Args:
+            region: ``(x0, y0, x1, y1)`` in query-image pixels: search with that box of every query
+                (``search.region``: ``"crop"`` re-embeds the box, ``"tokens"`` runs only its patches).
+            options: ``filters``, ``exclude_group``, ``like``, ``unlike``, ``collapse``,
+                ``diversity`` of ``search_vectors``.
+        """
+        if region is None:
+            queries = self.embedder.embed_images(sources)
+        else:
+            features = np.stack(
+                [
+                    region_features(
+                        self.backbone, self.transform, _as_image(s), region, region_method
+                    )
+                    for s in sources
+                ]
+            )
+            queries = self.embedder.embed_features(features)
+        return self.search_vectors(queries, k, **options)
