@@ -24,20 +24,30 @@ from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, load_adapter
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.explain import Explainer, TokenCache
 from dinosearch.explain.faithfulness import masking_trial, summarise
+from dinosearch.explain.words import EXPLAINS_LITTLE
 from dinosearch.inputs.records import load_records
 
 CXR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"
 SAMPLE = Path(__file__).resolve().parents[1] / "dinosearch" / "sample" / "manifest.csv"
 
 
-def films(args: argparse.Namespace) -> tuple[list[str], np.ndarray]:
-    """Paths of ``--count`` seeded-random films and their patient groups."""
-    source = args.images or (CXR if CXR.is_file() else SAMPLE)
+def films(args: argparse.Namespace) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Paths of ``--count`` seeded-random films, their patient groups and labels (if any)."""
+    source = args.images or (SAMPLE if args.sample or not CXR.is_file() else CXR)
     records, _ = load_records(source)
     records = records.sample(n=min(args.count, len(records)), random_state=args.seed)
     group = "patient_id" if "patient_id" in records.columns else "path"
     print(f"films: {len(records)} from {source} (groups: {group})")
-    return records["path"].astype(str).tolist(), records[group].astype(str).to_numpy()
+    labels = records["label"].astype(str).to_numpy() if "label" in records.columns else None
+    return records["path"].astype(str).tolist(), records[group].astype(str).to_numpy(), labels
+
+
+def precision_at(vectors: np.ndarray, groups: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Mean share of each film's k nearest films of other patients that carry its label."""
+    scores = vectors @ vectors.T  # (N, N)
+    scores[groups[:, None] == groups[None, :]] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (N, k)
+    return float((labels[top] == labels[:, None]).mean())
 
 
 def embed(explainer: Explainer, paths: list[str], batch: int = 16) -> np.ndarray:
@@ -70,28 +80,44 @@ def nearest(vectors: np.ndarray, groups: np.ndarray, queries: int) -> np.ndarray
 def faithfulness(
     explainer: Explainer, paths: list[str], results: np.ndarray, args: argparse.Namespace
 ) -> tuple[dict[str, float], list[float], list[float]]:
-    """Masking trials, |completeness gaps| and seconds per map over the pairs (query i, results[i])."""
+    """Masking trials, |gaps|, completeness and seconds per map over the pairs (query i, results[i])."""
     rng = np.random.default_rng(args.seed)
-    trials, gaps, seconds = [], [], []
+    trials, gaps, seconds, complete, peaks = [], [], [], [], []
     for i, j in enumerate(results):
         images = explainer.inputs([paths[i], paths[int(j)]])
         start = time.perf_counter()
-        patch_map = explainer.explain_inputs(images, method=args.method)
+        patch_map = explainer.explain_inputs(images, method=args.method, steps=args.steps)
         seconds.append(time.perf_counter() - start)
         gaps += [abs(patch_map.gap("query")), abs(patch_map.gap("result"))]
-        trials.append(masking_trial(explainer, images, patch_map, share=0.25, rng=rng))
-    summary = summarise(trials)
-    summary["method"] = patch_map.method  # type: ignore[assignment]
+        complete.append(patch_map.completeness())  # the smaller film's, as the map states it
+        even = abs(patch_map.score) / patch_map.query.size  # the colour scale's full strength
+        peaks.append(max(np.abs(patch_map.query).max(), np.abs(patch_map.result).max()) / even)
+        if not args.no_masking:
+            trials.append(masking_trial(explainer, images, patch_map, share=0.25, rng=rng))
+    summary = summarise(trials) if trials else {"pairs": len(results)}
+    summary["method"] = f"{patch_map.method}/{patch_map.steps}"  # type: ignore[assignment]
+    summary["completeness_median"] = float(np.median(complete))
+    summary["completeness_p10"] = float(np.percentile(complete, 10))
+    summary["explains_little"] = float(np.mean(np.array(complete) < EXPLAINS_LITTLE))
+    summary["peak_effect"] = float(np.median(peaks))
     return summary, gaps, seconds
 
 
 def report(side: str, summary: dict, gaps: list[float], seconds: list[float]) -> None:
+    masking = (
+        f"top-25% mask lowers the score more than a random 25% in {summary['top_beats_random']:.1%} "
+        f"of pairs (query film only {summary['query_only']:.1%}, result film only "
+        f"{summary['result_only']:.1%}); mean drop {summary['mean_drop_top']:+.4f} vs "
+        f"{summary['mean_drop_random']:+.4f}; "
+        if "top_beats_random" in summary
+        else ""
+    )
     print(
-        f"{side:8s} {summary['method']:13s} pairs {summary['pairs']}: top-25% mask lowers the score "
-        f"more than a random 25% in {summary['top_beats_random']:.1%} of pairs (query film only "
-        f"{summary['query_only']:.1%}, result film only {summary['result_only']:.1%}); mean drop "
-        f"{summary['mean_drop_top']:+.4f} vs {summary['mean_drop_random']:+.4f}; completeness gap "
-        f"|score − rest − Σ| median {statistics.median(gaps):.1e}, max {max(gaps):.1e}; "
+        f"{side:8s} {summary['method']:16s} pairs {summary['pairs']}: completeness median "
+        f"{summary['completeness_median']:.1%}, 10th percentile {summary['completeness_p10']:.1%} "
+        f"({summary['explains_little']:.0%} of maps say 'explains little'); {masking}"
+        f"gap |score − rest − Σ| median {statistics.median(gaps):.1e}, max {max(gaps):.1e}; "
+        f"median peak |effect| {summary['peak_effect']:.2f}× an even share; "
         f"{statistics.median(seconds) * 1000:.0f} ms per map (tokens cached)"
     )
 
@@ -160,7 +186,10 @@ def main() -> int:
     p.add_argument("--pooling", default="mean", choices=["cls", "cls+mean", "mean"])
     p.add_argument("--method", default="auto", help="auto, decomposition, token-ig, input-ig")
     p.add_argument("--adapter", default=None, help="a trained adapter folder (default: untrained)")
-    p.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
+    p.add_argument("--repeats", type=int, default=3, help="timing repeats (median; 0: no cost)")
+    p.add_argument("--steps", type=int, default=None, help="integration steps (default by method)")
+    p.add_argument("--no-masking", action="store_true", help="skip the masking trials")
+    p.add_argument("--sample", action="store_true", help="the bundled sample, not the shared CXR")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -169,7 +198,7 @@ def main() -> int:
         args.backbone, args.weights, image_size=args.image_size, pooling=args.pooling
     )
     print(f"{backbone.fingerprint}, grid {backbone.grid}, torch threads {torch.get_num_threads()}")
-    paths, groups = films(args)
+    paths, groups, labels = films(args)
     cache = TokenCache(len(paths) + 2)
     raw = Explainer(backbone, None, cache=cache)
     features = embed(raw, paths)
@@ -177,10 +206,13 @@ def main() -> int:
     with torch.no_grad():
         vectors = [e.project(torch.from_numpy(features)).numpy() for e in (raw, adapted)]
     for explainer, v, side in zip((raw, adapted), vectors, ("raw", "adapted"), strict=True):
+        if labels is not None:
+            print(f"{side:8s} precision@10 (other patients): {precision_at(v, groups, labels):.3f}")
         if args.pairs > 0:  # --pairs 0: cost only
             results = nearest(v, groups, min(args.pairs, len(paths)))
             report(side, *faithfulness(explainer, paths, results, args))
-    cost([raw, adapted], paths, vectors, args.repeats)
+    if args.repeats > 0:
+        cost([raw, adapted], paths, vectors, args.repeats)
     print(f"bench finished in {time.perf_counter() - start:.0f} s")
     return 0
 

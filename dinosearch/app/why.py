@@ -15,6 +15,7 @@ from PIL import Image
 
 from dinosearch.explain import Explainer, PairExplanation, TokenCache
 from dinosearch.explain.draw import LEGEND, legend_bar, scale_of, side_by_side
+from dinosearch.explain.words import describe
 
 if TYPE_CHECKING:
     from dinosearch.app.compare import SideBySide
@@ -75,13 +76,10 @@ class WhySimilar:
         """Everything the "why similar" panel draws for one result."""
         explained, memoised = self.explain(column, query, result_path, matches=matches)
         m = explained.map
-        how = (
-            "exactly" if explained.sums_to_score else f"up to a gap of {_worst_gap(explained):.1e}"
-        )
         took = f"{explained.seconds:.2f} s" + (" (kept from before)" if memoised else "")
+        first, method, *sums = describe(m)
         caption = (
-            f"**{m.label}.** Score {m.score:.3f} = Σ patch shares + rest, {how} "
-            f"(query rest {m.query_rest:+.3f}, result rest {m.result_rest:+.3f}). "
+            f"**{first}** {method[0].upper()}{method[1:]}. {' · '.join(sums)}. "
             f"{m.grid[0]}×{m.grid[1]} patches of {explained.patch} px. Computed in {took}."
         )
         image = side_by_side(explained, matches=MATCH_LINES if matches else 0)
@@ -93,7 +91,3 @@ class WhySimilar:
 def image_key(image: Image.Image) -> str:
     """A digest of the query's pixels, so the same film is explained once per result."""
     return hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
-
-
-def _worst_gap(explained: PairExplanation) -> float:
-    return max(abs(explained.map.gap("query")), abs(explained.map.gap("result")))

@@ -8,7 +8,9 @@ from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.core.runtime import resolve_device
 
 
-def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2_vits14") -> None:
+def add_backbone_arguments(
+    p: argparse.ArgumentParser, *, default: str = "dinov2_vits14", pooling: str = "cls"
+) -> None:
     g = p.add_argument_group("backbone")
     g.add_argument("--backbone", default=default, help="backbone name (see `dinosearch backbones`)")
     g.add_argument(
@@ -22,9 +24,9 @@ def add_backbone_arguments(p: argparse.ArgumentParser, *, default: str = "dinov2
     g.add_argument(
         "--pooling",
         choices=["cls", "cls+mean", "mean"],
-        default="cls",
+        default=pooling,
         help="CLS token, CLS concatenated with the mean of patch tokens, or that mean alone "
-        "(whose similarity splits exactly over patches: `dinosearch explain`)",
+        "(whose similarity splits exactly over patches: `dinosearch explain`); default %(default)s",
     )
     g.add_argument("--seed", type=int, default=0, help="seed for random weights and augmentations")
     g.add_argument(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from dinosearch.core.runtime import resolve_device
 from dinosearch.explain import Explainer
-from dinosearch.explain.draw import figure
+from dinosearch.explain.draw import figure, save
+from dinosearch.explain.words import describe
 from dinosearch.search import Searcher
 
 
@@ -60,15 +61,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out:
         title = f"{Path(args.image).name} → {args.result} ({Path(args.index).name})"
-        figure(explained, title, matches=args.matches).save(args.out)
+        save(figure(explained, title, matches=args.matches), args.out)
     if args.json:
         out = {"index": str(args.index), "version": searcher.handle.version, **explained.to_json()}
         out["query"] = {"path": str(args.image), **out["query"]}
         out["result"] = {"id": str(args.result), "path": str(row["path"]), **out["result"]}
         print(json.dumps(out, indent=2))
-    else:
-        m = explained.map
-        gap = max(abs(m.gap("query")), abs(m.gap("result")))
-        how = "sum to it exactly" if explained.sums_to_score else f"approximate it (gap {gap:.1e})"
-        print(f"{args.out}: {m.label}; score {m.score:.4f}, patch shares + rest {how}")
+    else:  # the same lines the PNG carries (and stores in its Description field)
+        print(f"{args.out}:")
+        print("\n".join(describe(explained.map)))
     return 0

@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from dinosearch.explain.pair import PairExplanation
+from dinosearch.explain.words import describe
 
 RAISES = (215, 48, 39)  # red: the patch adds to the score
 LOWERS = (49, 104, 190)  # blue: the patch takes from it
 MATCH = (255, 221, 0)  # yellow lines: best-match correspondences
 MAX_ALPHA = 0.7  # the strongest patch still lets the film show through
+SATURATE = (
+    1.0  # full colour: an effect of SATURATE × an even share of the score (|score| / patches)
+)
 LEGEND = (
     "Red: the patch makes the two films more alike; blue: less alike. Colour strength is the patch's "
-    "effect, the first-order change of the score without it, on one scale for both films (strongest "
-    "= ±{scale:.3g}). Yellow lines, when shown, join a query patch to its most similar result patch: "
-    "a correspondence, not a decomposition."
+    "effect, the first-order change of the score without it, relative to the score (square-root "
+    "scale): full colour is an effect as large as an even share of the score (±{scale:.3g} = score "
+    "/ patches), a quarter of that is half strength, and a map whose effects are tiny next to the "
+    "score stays pale. Yellow lines, when shown, join a query patch to "
+    "its most similar result patch: a correspondence, not a decomposition."
 )
 
 
 def scale_of(explanation: PairExplanation) -> float:
-    """The largest |share| over both films: one colour scale for the pair (never 0)."""
+    """Full-colour effect: ``SATURATE`` × |score| / patches per film (never 0), not the map's max.
+
+    A map whose effects are tiny next to the score is drawn pale, however it is spread.
+    """
     m = explanation.map
-    return float(max(np.abs(m.query).max(), np.abs(m.result).max(), 1e-12))
+    return float(max(SATURATE * abs(m.score) / m.query.size, 1e-12))
 
 
 def overlay(view: Image.Image, shares: np.ndarray, scale: float) -> Image.Image:
     """The film (grey) under its (rows, cols) shares, each patch one flat colour block."""
-    rows, cols = shares.shape
-    strength = np.clip(np.abs(shares) / scale, 0, 1)  # (rows, cols)
+    strength = np.sqrt(np.clip(np.abs(shares) / scale, 0, 1))  # (rows, cols); √ so 1% still shows
     colour = np.where(shares[..., None] >= 0, RAISES, LOWERS).astype(np.uint8)  # (rows, cols, 3)
     alpha = (strength * MAX_ALPHA * 255).round().astype(np.uint8)[..., None]
     layer = Image.fromarray(np.concatenate([colour, alpha], axis=-1), "RGBA")
@@ -73,7 +84,7 @@ def _draw_matches(
 
 
 def legend_bar(width: int = 320, scale: float | None = None, height: int = 12) -> Image.Image:
-    """Blue → grey → red as the overlays draw −scale … 0 … +scale, labelled underneath."""
+    """Blue → grey → red as the overlays draw −scale … 0 … +scale (√ scale), labelled underneath."""
     t = np.linspace(-1, 1, width)[None, :, None]  # (1, W, 1)
     grey = np.full((1, width, 3), 128.0)
     row = grey + (np.where(t >= 0, RAISES, LOWERS) - grey) * np.abs(t) * MAX_ALPHA
@@ -98,15 +109,11 @@ def figure(explanation: PairExplanation, title: str, *, matches: int = 0) -> Ima
     m = explanation.map
     lines = [
         title,
-        f"method: {m.label}",
+        *describe(m),
         f"score {m.score:.4f} · explained in {explanation.seconds:.2f} s",
-        *(
-            f"{side}: Σ patch shares {m.shares(side).sum():+.4f} + rest {m.rest(side):+.4f} = score "
-            f"{'exactly' if m.exact else 'approximately'} (gap {m.gap(side):+.1e})"
-            for side in ("query", "result")
-        ),
-        "colour: each patch's effect, the first-order change of the score without it",
-    ]  # fmt: skip
+        f"colour: each patch's effect relative to the score (full = ±{scale_of(explanation):.3g},"
+        " an even share)",
+    ]
     if matches:
         lines.append("yellow lines: best-match correspondences (not a decomposition)")
     font = _font(13)
@@ -120,7 +127,15 @@ def figure(explanation: PairExplanation, title: str, *, matches: int = 0) -> Ima
         draw.text((10, 4 + 20 * n), line, fill="black", font=font)
     out.paste(pair, (10, text_h))
     out.paste(legend, (10, text_h + pair.height + 8))
+    out.info["Description"] = "\n".join(lines)  # the same words, readable without the pixels
     return out
+
+
+def save(image: Image.Image, path: str | Path) -> None:
+    """Write a ``figure`` as PNG with its text lines in the file's Description field."""
+    info = PngInfo()
+    info.add_text("Description", str(image.info.get("Description", "")))
+    image.save(path, format="PNG", pnginfo=info)
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

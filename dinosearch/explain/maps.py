@@ -76,8 +76,19 @@ class PatchMap:
         return self.query_rest if side == "query" else self.result_rest
 
     def gap(self, side: Side) -> float:
-        """score − rest − Σ shares: the completeness error of one side's map."""
+        """score − rest − Σ shares: what the method's own sum misses (its integration error)."""
         return float(self.score - self.rest(side) - self.shares(side).sum())
+
+    def completeness(self, side: Side | None = None) -> float:
+        """How much of the score one side's patch shares account for, in [0, 1].
+
+        ``1 − |score − Σ shares| / |score|``, clipped: the rest (CLS term, baseline score) and the gap
+        both count as unexplained. ``side=None``: the smaller of the two films' values.
+        """
+        if side is None:
+            return min(self.completeness("query"), self.completeness("result"))
+        missing = abs(self.score - float(self.shares(side).sum()))
+        return float(np.clip(1.0 - missing / max(abs(self.score), 1e-12), 0.0, 1.0))
 
 
 def decompose(

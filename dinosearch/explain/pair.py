@@ -25,6 +25,7 @@ from dinosearch.explain.maps import (
     input_ig,
     token_ig,
 )
+from dinosearch.explain.words import statement
 from dinosearch.inputs.images import read_image
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from dinosearch.search import ImageSource, Searcher
 
 ExplainMethod = Literal["auto", "decomposition", "token-ig", "input-ig"]
-DEFAULT_STEPS: dict[str, int] = {"decomposition": 0, "token-ig": 16, "input-ig": 1}
+# input-ig: 1 step (plain gradient × input) left most of the score unaccounted for (docs/explain.md)
+DEFAULT_STEPS: dict[str, int] = {"decomposition": 0, "token-ig": 16, "input-ig": 16}
 EXACT_TOL = (
     1e-5  # |score − rest − Σ shares| allowed for an exact map (float64 sums of float32 tokens)
 )
@@ -89,6 +91,8 @@ class PairExplanation:
             "patch_size": self.patch,
             "steps": m.steps,
             "sums_to_score": self.sums_to_score,
+            "completeness": m.completeness(),  # the smaller film's; words.statement says it
+            "statement": statement(m),
             "seconds": round(self.seconds, 4),
         }
         sides: tuple[tuple[Side, np.ndarray], ...] = (("query", m.query), ("result", m.result))
@@ -100,6 +104,7 @@ class PairExplanation:
                 "sum": float(shares.sum()),
                 "rest": m.rest(side),  # CLS term (decomposition) or the score with this film masked
                 "gap": m.gap(side),  # score − rest − sum
+                "completeness": m.completeness(side),  # 1 − |score − sum| / |score|, in [0, 1]
             }
         if self.matches is not None and self.match_cosine is not None:
             cols = m.grid[1]
