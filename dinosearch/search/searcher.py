@@ -20,6 +20,7 @@ from dinosearch.index.handle import EXACT_STORAGE, IndexHandle, open_index
 from dinosearch.index.publish import current_version
 from dinosearch.search.filters import Filters, GroupExclusion, RowFilters
 from dinosearch.search.query import ImageSource, QueryEmbedder, _as_image
+from dinosearch.search.rank import deep_search
 from dinosearch.search.refine import first_per_group, group_sizes, mmr, rocchio
 from dinosearch.search.region import Box, RegionMethod, region_features
 
@@ -125,6 +126,46 @@ class VectorSearcher:
         Raises:
             ValueError: wrong dimension, a fingerprint mismatch, an unknown filter column or id.
         """
+        q = self._checked(queries, fingerprint)
+        if k < 1:
+            raise ValueError(f"k must be ≥ 1, got {k}")
+        if len(like) or len(unlike):
+            q = rocchio(q, self.vectors_of_ids(like), self.vectors_of_ids(unlike))
+        allowed = self._rows.mask(filters)
+        groups = self._rows.groups(exclude_group, len(q))
+        codes = None if collapse is None else self._rows.codes(collapse)
+        want = k if diversity is None else 4 * k
+        found = deep_search(self.handle, q, want, allowed, groups, codes)
+        return [
+            self._refined(query, ids, scores, k, codes, allowed, diversity)
+            for query, (ids, scores) in zip(q, found, strict=True)
+        ]
+
+    def _refined(
+        self,
+        query: np.ndarray,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        codes: np.ndarray | None,
+        allowed: np.ndarray | None,
+        diversity: float | None,
+    ) -> SearchResult:
+        """One query's hits → its result: one per group (``codes``), MMR re-ranked, top k."""
+        if codes is not None:
+            keep = first_per_group(ids, codes, len(ids))
+            ids, scores = ids[keep], scores[keep]
+        if diversity is not None:
+            keep = mmr(query, self.vectors_of_rows(ids), k, diversity)
+            ids, scores = ids[keep], scores[keep]
+        result = self._result(ids[:k], scores[:k])
+        if codes is not None:
+            more = group_sizes(codes, allowed)[result.ids] - 1
+            result.rows.insert(5, "more_films", more)
+        return result
+
+    def _checked(self, queries: np.ndarray, fingerprint: str | None) -> np.ndarray:
+        """(B, D) unit queries, after refusing another fingerprint, another dimension, NaN/inf."""
         where = self.handle.manifest_path
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ValueError(
@@ -139,30 +180,7 @@ class VectorSearcher:
             )
         if not np.isfinite(q).all():
             raise ValueError("query vectors contain NaN or inf")
-        q = to_vectors(q)  # unit length, contiguous
-        if k < 1:
-            raise ValueError(f"k must be ≥ 1, got {k}")
-        if len(like) or len(unlike):
-            q = rocchio(q, self.vectors_of_ids(like), self.vectors_of_ids(unlike))
-        allowed = self._rows.mask(filters)
-        groups = self._rows.groups(exclude_group, len(q))
-        codes = None if collapse is None else self._rows.codes(collapse)
-        want = k if diversity is None else 4 * k
-        found = self._deep_search(q, want, allowed, groups, codes)
-        results = []
-        for query, (ids, scores) in zip(q, found, strict=True):
-            if codes is not None:
-                keep = first_per_group(ids, codes, want)
-                ids, scores = ids[keep], scores[keep]
-            if diversity is not None:
-                keep = mmr(query, self.vectors_of_rows(ids), k, diversity)
-                ids, scores = ids[keep], scores[keep]
-            result = self._result(ids[:k], scores[:k])
-            if codes is not None:
-                more = group_sizes(codes, allowed)[result.ids] - 1
-                result.rows.insert(5, "more_films", more)
-            results.append(result)
-        return results
+        return to_vectors(q)  # unit length, contiguous
 
     def vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """(n, D) unit vectors of index rows (read back from FAISS, or recomputed for PQ codes)."""
@@ -171,11 +189,9 @@ class VectorSearcher:
         if self.handle.manifest["index_type"] in EXACT_STORAGE:
             if isinstance(index, faiss.IndexIVF):
                 index.make_direct_map()
-            return (
-                np.stack([index.reconstruct(int(i)) for i in rows])
-                if len(rows)
-                else np.zeros((0, self.handle.dim), dtype=np.float32)
-            )
+            if not len(rows):
+                return np.zeros((0, self.handle.dim), dtype=np.float32)
+            return np.stack([index.reconstruct(int(i)) for i in rows])
         if self._all_vectors is None or len(self._all_vectors) != self.handle.count:
             self._all_vectors = self.handle.vectors()
         return self._all_vectors[rows]
@@ -184,76 +200,6 @@ class VectorSearcher:
         """(n, D) unit vectors of the rows whose metadata ``id`` is in ``ids`` (in that order)."""
         return self.vectors_of_rows(self._rows.rows_of_ids(ids))
 
-    def _deep_search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        allowed: np.ndarray | None,
-        groups: tuple[np.ndarray, np.ndarray] | None,
-        distinct: np.ndarray | None = None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Search ever deeper (×4) until each query has k rows that pass the filter and group rule
-        (k distinct ``distinct`` codes when given; then every passing row searched is returned)."""
-        n = self.handle.index.ntotal
-        if allowed is not None and distinct is None and self._exact_flat():
-            return self._search_allowed(queries, k, allowed, groups)
-        share = 1.0 if allowed is None else max(allowed.mean(), 1.0 / max(n, 1))
-        plain = allowed is None and groups is None and distinct is None
-        depth = min(n, k if plain else max(4 * k, int(2 * k / share)))
-        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(queries)
-        todo = np.arange(len(queries))
-        while len(todo):
-            scores, ids = self.handle.search(queries[todo], max(depth, 1))  # (b, depth)
-            keep = ids >= 0
-            if allowed is not None:
-                keep &= allowed[np.maximum(ids, 0)]
-            if groups is not None:
-                codes, query_codes = groups
-                keep &= codes[np.maximum(ids, 0)] != query_codes[todo, None]
-            enough = keep.sum(1) >= k
-            if distinct is not None:
-                enough = np.array(
-                    [_cases(distinct[i[h]]) >= k for i, h in zip(ids, keep, strict=True)]
-                )
-            done = enough | (depth >= n)
-            for j in np.flatnonzero(done):
-                hit = keep[j]
-                last = None if distinct is not None else k
-                results[todo[j]] = (ids[j][hit][:last].astype(np.int64), scores[j][hit][:last])
-            todo, depth = todo[~done], min(n, depth * 4)
-        return results  # type: ignore[return-value]
-
-    def _exact_flat(self) -> bool:
-        return type(self.handle.index) in (faiss.IndexFlatIP, faiss.IndexFlat)
-
-    def _search_allowed(
-        self,
-        queries: np.ndarray,
-        k: int,
-        allowed: np.ndarray,
-        groups: tuple[np.ndarray, np.ndarray] | None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Exact Flat index: rank only the rows passing the filter (k whenever k rows pass)."""
-        rows = np.flatnonzero(allowed)
-        all_scores = self.vectors_of_rows_flat(rows) @ queries.T  # (n_allowed, B)
-        out = []
-        for b in range(len(queries)):
-            scores = all_scores[:, b]
-            keep = np.ones(len(rows), dtype=bool)
-            if groups is not None:
-                codes, query_codes = groups
-                keep = ~((codes[rows] == query_codes[b]) & (query_codes[b] >= 0))
-            cand, s = rows[keep], scores[keep]
-            top = np.lexsort((cand, -s))[:k]
-            out.append((cand[top].astype(np.int64), s[top].astype(np.float32)))
-        return out
-
-    def vectors_of_rows_flat(self, rows: np.ndarray) -> np.ndarray:
-        """(n, D) rows of an exact Flat index, read from its storage without copying the rest."""
-        index = self.handle.index
-        stored = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)  # type: ignore[attr-defined]
-        return stored.reshape(index.ntotal, index.d)[rows]
-
     def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
         rows = self.handle.rows(ids)
         rows.insert(0, "rank", np.arange(1, len(ids) + 1))
@@ -261,11 +207,6 @@ class VectorSearcher:
         front = ["rank", "score", "id", "path", "label"]
         rows = rows[front + [c for c in rows.columns if c not in front]]
         return SearchResult(ids, scores, rows)
-
-
-def _cases(codes: np.ndarray) -> int:
-    """How many cases (groups; a row without a group is a case of its own) ``codes`` hold."""
-    return len(np.unique(codes[codes >= 0])) + int((codes < 0).sum())
 
 
 def _searchable(handle: IndexHandle) -> IndexHandle:
