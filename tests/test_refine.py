@@ -239,3 +239,26 @@ def test_region_tokens_of_the_whole_film_equal_the_film(tiny_backbone) -> None:
     assert 0 < len(left) < len(every)
     with pytest.raises(ValueError, match="outside"):
         region_features(tiny_backbone, transform, c, (200, 200, 300, 300))
+
+
+def test_cli_refine_flags(meta_index: Path, image_folder: Path, capsys) -> None:
+    import json
+
+    from dinosearch.cli import main
+
+    image = str(next(image_folder.rglob("*.png")))
+    base = ["search", "--index", str(meta_index / "flat"), "--image", image, "--json", "-k", "6"]
+    assert (
+        main([*base, "--filter", "view != LL", "--filter", "patient_age >= 40 OR view = 'AP'"]) == 0
+    )
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert len(rows) == 6 and all(r["view"] != "LL" for r in rows)
+    assert all(r["patient_age"] >= 40 or r["view"] == "AP" for r in rows)
+    assert main([*base, "--per-patient"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert len({r["patient_id"] for r in rows}) == 6 and all(r["more_films"] == 3 for r in rows)
+    like, unlike = rows[1]["id"], rows[5]["id"]
+    assert main([*base, "--like", like, "--unlike", unlike, "--region", "0,0,30,40"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 6
+    assert main([*base, "--region", "0,0,-1,4"]) == 2
+    assert "need 0 ≤ x0 < x1" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from dinosearch.core.privacy import (
 )
 from dinosearch.core.runtime import resolve_device
 from dinosearch.search import Searcher
+from dinosearch.search.region import REGION_METHODS, parse_box
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--filter",
         action="append",
         default=None,
-        help='keep rows matching "column == value" (or !=); repeat to combine',
+        help="keep rows matching this SQL expression over the metadata, applied before ranking "
+        "(e.g. \"patient_age >= 60 AND view IN ('PA','AP')\"; the old 'column == value' works); "
+        "repeat to combine with AND",
     )
     p.add_argument(
         "--exclude-group",
@@ -36,6 +39,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="COLUMN=VALUE",
         help="drop results whose COLUMN equals VALUE (e.g. patient_id=P123)",
     )
+    refine = p.add_argument_group("refining the search")
+    refine.add_argument(
+        "--region",
+        metavar="X0,Y0,X1,Y1",
+        help="search with this box of the query image (pixels; x right, y down)",
+    )
+    refine.add_argument(
+        "--region-method",
+        choices=REGION_METHODS,
+        default="crop",
+        help="crop: re-embed the box as a film (default); tokens: only the box's patches through the ViT",
+    )
+    refine.add_argument(
+        "--like", nargs="+", action="extend", default=[], metavar="ID",
+        help="ids of results that are what you mean: the query moves towards them (Rocchio)",
+    )  # fmt: skip
+    refine.add_argument(
+        "--unlike", nargs="+", action="extend", default=[], metavar="ID",
+        help="ids of results that are not: the query moves away from them",
+    )  # fmt: skip
+    one = refine.add_mutually_exclusive_group()
+    one.add_argument(
+        "--per-patient", dest="per_patient", action="store_true", default=False,
+        help="one case per patient: each patient's best film, with how many others matched",
+    )  # fmt: skip
+    one.add_argument(
+        "--all-films", dest="per_patient", action="store_false",
+        help="every matching film, patients repeating (the default here)",
+    )  # fmt: skip
+    refine.add_argument(
+        "--patient-column", default="patient_id", help="the column --per-patient groups by"
+    )
+    refine.add_argument(
+        "--diversity", type=float, metavar="LAMBDA",
+        help="MMR re-ranking: 1 = none, lower = more diverse results (e.g. 0.7)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--columns",
@@ -78,8 +117,19 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--exclude-group {args.exclude_group!r}: write it as COLUMN=VALUE")
         exclude = (column.strip(), value.strip())
-    filters = " and ".join(args.filter) if args.filter else None
-    results = searcher.search_images(args.image, args.k, filters=filters, exclude_group=exclude)
+    filters = list(args.filter) if args.filter else None  # every one must hold
+    results = searcher.search_images(
+        args.image,
+        args.k,
+        filters=filters,
+        exclude_group=exclude,
+        region=None if args.region is None else parse_box(args.region),
+        region_method=args.region_method,
+        like=args.like,
+        unlike=args.unlike,
+        collapse=args.patient_column if args.per_patient else None,
+        diversity=args.diversity,
+    )
     hide = bool(args.hide_identifiers) or hide_identifiers_from_env(os.environ)
     allowed = parse_columns(os.environ.get(SHOW_COLUMNS_ENV))
     if args.json:

@@ -17,7 +17,7 @@ import pandas as pd
 from dinosearch.index.handle import IndexHandle
 from dinosearch.search.where import check_where, where_mask
 
-Filters = str | Mapping[str, Any] | None
+Filters = str | Mapping[str, Any] | list[str] | tuple[str, ...] | None  # a list: all of them
 GroupExclusion = tuple[str, Any] | None  # (column, value) or (column, [one value per query])
 _CLAUSE = re.compile(r"^\s*(\w+)\s*(==|!=|=)\s*(.+?)\s*$")
 
@@ -52,6 +52,9 @@ class RowFilters:
         """(N,) bool rows passing ``filters``; None when there are none."""
         if not filters:
             return None
+        if isinstance(filters, list | tuple):
+            masks = [m for m in (self.mask(f) for f in filters) if m is not None]
+            return np.logical_and.reduce(masks) if masks else None
         key = repr(sorted(filters.items())) if isinstance(filters, Mapping) else str(filters)
         if key not in self._masks:
             if isinstance(filters, Mapping):
