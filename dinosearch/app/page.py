@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dinosearch.app import catalog, compare, render
+from dinosearch.app import refine as refine_view
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -27,7 +28,7 @@ class Options:
     k: int
     columns: list[str]
     show_id: bool
-    filters: dict[str, list[Any]]
+    refine: refine_view.Refine
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
@@ -86,15 +87,7 @@ def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Op
         default=allowed,
         help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
-    filters = {}
-    options = compare.filter_options(metadata, columns)
-    if options:
-        with st.sidebar.expander("Filter results"):
-            for column, values in options.items():
-                picked = st.multiselect(column, values, key=f"filter-{column}", format_func=cut)
-                if picked:
-                    filters[column] = picked
-    return Options(k, columns, settings.show_id, filters)
+    return Options(k, columns, settings.show_id, refine_view.sidebar_refine(metadata, columns))
 
 
 # ---- main area ----
@@ -162,27 +155,53 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
         return
     with top[1]:
         render.show_query(query, pair)
+        region = refine_view.region_input(query["image"])
+        if region is not None:
+            render.show_region(query["image"], region)
+    marks = refine_view.feedback_for(query["name"])
     start = time.perf_counter()
+    ask = options.refine
     result = pair.query(
-        query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
+        query["image"],
+        options.k,
+        filters=ask.filters or None,
+        exclude_group=query["exclude"],
+        region=region,
+        feedback=marks,
+        collapse="patient_id" if ask.per_patient else None,
+        diversity=ask.diversity,
     )
     took = time.perf_counter() - start
+    refine_view.remember_shown(query["name"], result)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
+    refine_view.feedback_buttons(marks)
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
     why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
     left, right = st.columns(2, gap="large")
     with left:
         render.show_results(
-            "Raw backbone", result.raw, shared, options.columns, "raw", options.show_id
+            "Raw backbone",
+            result.raw,
+            shared,
+            options.columns,
+            "raw",
+            options.show_id,
+            marks=refine_view.marks_key("raw"),
         )
         render.show_why(why, "raw", result.raw, query["image"], options.show_id)
     with right:
         title = f"Adapted (adapter {info.adapted.adapter})"
         render.show_results(
-            title, result.adapted, shared, options.columns, "adapted", options.show_id
+            title,
+            result.adapted,
+            shared,
+            options.columns,
+            "adapted",
+            options.show_id,
+            marks=refine_view.marks_key("adapted"),
         )
         render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
 
