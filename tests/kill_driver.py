@@ -73,7 +73,12 @@ class Tally:
 
 def leftovers(folder: Path, name: str) -> list[str]:
     """Hidden ``.NAME.*`` entries, ``NAME.partial`` and staging/temporary files under ``folder``."""
-    found = [p for p in folder.iterdir() if p.name.startswith((f".{name}.", f"{name}.partial"))]
+    lock = (f".{name}.lock", f".{name}.lock.holder")  # the writer lock stays by design (core.lock)
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.name.startswith((f".{name}.", f"{name}.partial")) and p.name not in lock
+    ]
     inner = folder / name
     if inner.is_dir():
         found += list(inner.rglob(".*"))

@@ -17,11 +17,11 @@ from dinosearch.index import build_index, current_version, list_versions, open_i
 # Child: rebuild the index, SIGKILLing itself at one step of the publish.
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    import dinosearch.index.build as ix, dinosearch.index.publish as pub
+    import dinosearch.index.build as ix, dinosearch.index.files as files, dinosearch.index.publish as pub
     features, out, step = sys.argv[1:]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if step == "files":      # index.faiss and metadata.parquet written in staging, nothing published
-        ix.sha256_file = die
+        files.sha256_file = die
     elif step == "rename":   # version folder in versions/, `current` not yet switched
         pub._switch_current = die
     elif step == "pointer":  # new `current` written to its temporary name, not yet renamed

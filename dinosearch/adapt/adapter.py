@@ -6,6 +6,7 @@ An adapter folder holds ``adapter.safetensors`` (weights and the standardisation
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch import nn
 
 from dinosearch.core.fields import Kind, check_fields
 from dinosearch.core.runtime import package_version
-from dinosearch.core.storage import atomic_write, read_json, sha256_file, write_json
+from dinosearch.core.storage import read_json, remove_dir, replace_dir, sha256_file, write_json
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"
@@ -120,36 +121,47 @@ def save_adapter(
     data: dict[str, Any],
     metrics: dict[str, Any],
     backbone_info: dict[str, Any] | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """Write ``folder/adapter.safetensors`` then ``folder/adapter.json`` (each atomically); return the fingerprint.
+    """Write ``folder`` whole: ``adapter.safetensors``, ``adapter.json`` (naming the weights' checksum)
+    and each ``extra`` JSON file (e.g. ``{"history.json": {...}}``); return the fingerprint.
 
-    ``adapter.json`` is written last and names the weights' checksum, so a crash in between leaves a
-    folder that ``load_adapter`` refuses rather than a silent mix of old and new.
+    The files are written in ``.FOLDER.tmp-PID`` and swapped in with ``replace_dir``: a kill or a
+    write error (``OSError``) at any instant leaves the previous adapter folder, whole, or the new one.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     root = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
-    atomic_write(root / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-    digest = sha256_file(root / WEIGHTS_FILE)
-    fingerprint = digest[:16]
-    write_json(
-        root / CONFIG_FILE,
-        {
-            "kind": "adapter",
-            "fingerprint": fingerprint,
-            "sha256": digest,
-            "adapter_config": asdict(adapter.config),
-            "parameters": adapter.num_parameters(),
-            "backbone_fingerprint": backbone_fingerprint,
-            "backbone": backbone_info,
-            "train_config": train_config,
-            "data": data,
-            "metrics": metrics,
-            "dinosearch_version": package_version(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    staged = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    remove_dir(staged)
+    staged.mkdir(parents=True)
+    try:
+        (staged / WEIGHTS_FILE).write_bytes(save(state))  # Python I/O: errors keep their errno
+        digest = sha256_file(staged / WEIGHTS_FILE)
+        fingerprint = digest[:16]
+        write_json(
+            staged / CONFIG_FILE,
+            {
+                "kind": "adapter",
+                "fingerprint": fingerprint,
+                "sha256": digest,
+                "adapter_config": asdict(adapter.config),
+                "parameters": adapter.num_parameters(),
+                "backbone_fingerprint": backbone_fingerprint,
+                "backbone": backbone_info,
+                "train_config": train_config,
+                "data": data,
+                "metrics": metrics,
+                "dinosearch_version": package_version(),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        for name, content in (extra or {}).items():
+            write_json(staged / name, content)
+        replace_dir(staged, root)
+    finally:
+        remove_dir(staged)  # gone already when swapped in
     adapter.fingerprint = fingerprint
     adapter.backbone_fingerprint = backbone_fingerprint
     return fingerprint

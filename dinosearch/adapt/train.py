@@ -21,7 +21,8 @@ from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
 from dinosearch.adapt.views import compute_views
 from dinosearch.backbones import Backbone
-from dinosearch.core.storage import write_json
+from dinosearch.core.lock import writing
+from dinosearch.core.metrics import join_labels
 from dinosearch.features.folder import FeatureSet, load_features
 from dinosearch.inputs.records import load_records, records_fingerprint
 
@@ -39,7 +40,13 @@ class TrainResult:
 def _codes(records: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None or column not in records.columns:
         return None
-    return pd.factorize(records[column], use_na_sentinel=True)[0].astype(np.int64)  # NaN → -1
+    values = records[column].map(_hashable)
+    return pd.factorize(values, use_na_sentinel=True)[0].astype(np.int64)  # NaN → -1
+
+
+def _hashable(value: object) -> object:
+    """A list value (list-typed Parquet column) as its ``"a|b"`` text: coded like that string."""
+    return join_labels(value) if isinstance(value, list | tuple | np.ndarray) else value
 
 
 @dataclass
@@ -124,61 +131,62 @@ def train_adapter(
     Raises:
         ValueError: a bad config, too few usable images, or ``clean_features`` of another backbone.
     """
-    start = time.perf_counter()
-    if not isinstance(records, pd.DataFrame):
-        records, _ = load_records(records)
-    if clean_features is not None and not isinstance(clean_features, FeatureSet):
-        clean_features = load_features(clean_features)
-    device = next(backbone.parameters()).device
-    data = _prepare(
-        records,
-        backbone,
-        config,
-        seed=config.seed,
-        cache_dir=cache_dir,
-        clean_features=clean_features,
-        batch_size=config.extract_batch_size,
-        num_workers=config.num_workers,
-        progress=progress,
-    )
-    labels = _codes(data.records, config.label_column)
-    fit = fit_adapter(
-        data.pool,
-        data.train_rows,
-        data.val_rows,
-        config,
-        groups=data.groups,
-        labels=labels,
-        ref_view=data.ref_view,
-        device=device,
-        progress=progress,
-        online_epoch=online_epoch(
-            backbone, data.records, data.train_rows, data.groups, config, progress
+    with writing(Path(out_dir), "train"):  # one trainer per adapter folder
+        start = time.perf_counter()
+        if not isinstance(records, pd.DataFrame):
+            records, _ = load_records(records)
+        if clean_features is not None and not isinstance(clean_features, FeatureSet):
+            clean_features = load_features(clean_features)
+        device = next(backbone.parameters()).device
+        data = _prepare(
+            records,
+            backbone,
+            config,
+            seed=config.seed,
+            cache_dir=cache_dir,
+            clean_features=clean_features,
+            batch_size=config.extract_batch_size,
+            num_workers=config.num_workers,
+            progress=progress,
         )
-        if config.online
-        else None,
-    )
-    metrics = _metrics(fit, config, time.perf_counter() - start)
-    info = _data_info(data, config)
-    out = Path(out_dir)
-    fingerprint = save_adapter(
-        fit.adapter,
-        out,
-        backbone_fingerprint=backbone.fingerprint,
-        train_config=config.to_dict(),
-        data=info,
-        metrics=metrics,
-        backbone_info=backbone.info(),
-    )
-    write_json(out / "history.json", {"history": fit.history})
-    return TrainResult(
-        fit.adapter,
-        out,
-        fit.history,
-        metrics,
-        _summary(fingerprint, fit.adapter, config, info, metrics, out),
-        data.skipped,
-    )
+        labels = _codes(data.records, config.label_column)
+        fit = fit_adapter(
+            data.pool,
+            data.train_rows,
+            data.val_rows,
+            config,
+            groups=data.groups,
+            labels=labels,
+            ref_view=data.ref_view,
+            device=device,
+            progress=progress,
+            online_epoch=online_epoch(
+                backbone, data.records, data.train_rows, data.groups, config, progress
+            )
+            if config.online
+            else None,
+        )
+        metrics = _metrics(fit, config, time.perf_counter() - start)
+        info = _data_info(data, config)
+        out = Path(out_dir)
+        fingerprint = save_adapter(
+            fit.adapter,
+            out,
+            backbone_fingerprint=backbone.fingerprint,
+            train_config=config.to_dict(),
+            data=info,
+            metrics=metrics,
+            backbone_info=backbone.info(),
+            extra={"history.json": {"history": fit.history}},
+        )
+        return TrainResult(
+            fit.adapter,
+            out,
+            fit.history,
+            metrics,
+            _summary(fingerprint, fit.adapter, config, info, metrics, out),
+            data.skipped,
+        )
 
 
 def _metrics(fit: Fit, config: TrainConfig, seconds: float) -> dict[str, Any]:

@@ -138,6 +138,8 @@ def find_report(pair: Comparison, folders: Sequence[Path]) -> EvalReport | None:
     """The newest ``**/report.json`` whose raw and adapted index paths are this pair's."""
     best: tuple[str, EvalReport] | None = None
     for path in (f for folder in folders if folder.is_dir() for f in folder.rglob("report.json")):
+        if path.parent.name.startswith("."):
+            continue  # a report being written (.NAME.tmp-PID) or swapped out (.NAME.old-PID)
         try:
             data = read_json(path)
             meta = data["meta"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,9 +44,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError) as e:
         print(f"dinosearch {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a full, read-only or over-quota disk: one line, the old data intact
+        line = write_error(e, getattr(args, "out", None))
+        if line is None:
+            raise
+        print(f"dinosearch {args.command}: error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"dinosearch {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+# errno → (what happened, what to do); matched by errno or, for errors that wrap one
+# (pyarrow, safetensors), by its text
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("no space left on device", "free space or choose another --out"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within your quota or choose another --out"),
+    errno.EROFS: ("read-only file system", "choose a writable --out"),
+}
+
+
+def write_error(e: BaseException, out: object = None) -> str | None:
+    """One line for a disk-full / read-only / over-quota error ``e`` (else None), naming the path."""
+    for code, (what, fix) in _WRITE_ERRORS.items():
+        if getattr(e, "errno", None) == code or os.strerror(code).lower() in str(e).lower():
+            path = getattr(e, "filename", None)
+            where = f"{out} ({path})" if out and path else out or path or "the output folder"
+            return f"{what} writing {where}: {fix}"
+    return None
 
 
 if __name__ == "__main__":

@@ -26,10 +26,18 @@ METRICS = ("hit_rate", "recall", "precision", "map", "knn_accuracy")
 
 
 def split_labels(label: object, sep: str = "|") -> list[str]:
-    """``"a|b"`` → ``["a", "b"]``; missing or empty labels → ``[]``."""
+    """``"a|b"`` or a list ``["a", "b"]`` (a list-typed Parquet column) → ``["a", "b"]``; missing or
+    empty labels → ``[]``."""
     if label is None or (isinstance(label, float) and np.isnan(label)):
         return []
+    if isinstance(label, list | tuple | np.ndarray):
+        return [part for item in label for part in split_labels(item, sep)]
     return [part.strip() for part in str(label).split(sep) if part.strip()]
+
+
+def join_labels(label: object, sep: str = "|") -> str | None:
+    """One label value as its ``"a|b"`` text (lists joined), None when it has no label."""
+    return sep.join(split_labels(label, sep)) or None
 
 
 def label_indicator(

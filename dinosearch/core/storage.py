@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -111,10 +112,44 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+SMALL_FILE_BYTES = 64 << 20  # a pointer, manifest or report JSON is far smaller
+
+
+def read_small_text(path: Path, limit: int = SMALL_FILE_BYTES) -> str:
+    """The UTF-8 text of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO never hangs the reader and a
+    device (``/dev/zero``) is never read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a regular file, or larger than ``limit`` (naming the file and what to do).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path}: not a regular file; delete it and rebuild what wrote it")
+        if info.st_size > limit:
+            raise ValueError(
+                f"{path}: {info.st_size} bytes, more than the {limit} it may hold; rebuild it"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"{path}: grew past {limit} bytes while read; rebuild it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e}); rebuild it") from e
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; ValueError naming the file when it is unreadable or not an object."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_small_text(path))
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as e:

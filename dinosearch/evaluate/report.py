@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dinosearch.core.lock import writing
 from dinosearch.core.metrics import headline_k
-from dinosearch.core.storage import atomic_write, write_json
+from dinosearch.core.storage import remove_dir, replace_dir, write_json
 from dinosearch.core.text import plot_text, table_cell
 
 TABLE_METRICS = ("precision", "recall", "hit_rate", "map", "knn_accuracy")
@@ -27,13 +29,23 @@ UNTRAINED_NOTE = (
 
 
 def write_report(result: dict[str, Any], meta: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write report.json (``meta`` + ``result``), report.md and report.png into ``out_dir``."""
+    """Write report.json (``meta`` + ``result``), report.md and report.png as the folder ``out_dir``.
+
+    The three are written in ``.OUT.tmp-PID`` and swapped in whole (``replace_dir``), under the
+    folder's writer lock: a kill, a failing plot or a full disk leaves the previous report whole.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "report.json", _no_nan({"meta": meta, "result": result}))
-    text = markdown(result, meta)
-    atomic_write(out / "report.md", lambda p: _write_text(p, text))
-    atomic_write(out / "report.png", lambda p: plot(result, meta, p))
+    staged = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with writing(out, "eval"):
+        remove_dir(staged)
+        staged.mkdir(parents=True)
+        try:
+            write_json(staged / "report.json", _no_nan({"meta": meta, "result": result}))
+            _write_text(staged / "report.md", markdown(result, meta))
+            plot(result, meta, staged / "report.png")
+            replace_dir(staged, out)
+        finally:
+            remove_dir(staged)  # gone already when swapped in
     return out
 
 

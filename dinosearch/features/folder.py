@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from dinosearch.backbones import Backbone
 from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.fields import Kind, check_fields
+from dinosearch.core.lock import writing
 from dinosearch.core.runtime import package_version
 from dinosearch.core.storage import (
     clean_leftovers,
@@ -145,42 +146,45 @@ def embed_to_folder(
     """
     out = Path(out)
     check_metadata_columns(records.columns, f"the image list for {out}")
-    partial = _open_partial(records, backbone, out, shard_size, resume)
-    paths = records["path"].tolist()
-    spans = [
-        (start, min(start + shard_size, len(records)))
-        for start in range(0, len(records), shard_size)
-        if not shard_path(partial, start, shard_size).exists()  # finished before an interruption
-    ]
-    if engine == "ray":
-        from dinosearch.features.ray_engine import embed_shards
+    with writing(out, "embed"):  # one embed per --out: a second waits, then gets one line
+        partial = _open_partial(records, backbone, out, shard_size, resume)
+        paths = records["path"].tolist()
+        spans = [
+            (start, min(start + shard_size, len(records)))
+            for start in range(0, len(records), shard_size)
+            if not shard_path(
+                partial, start, shard_size
+            ).exists()  # finished before an interruption
+        ]
+        if engine == "ray":
+            from dinosearch.features.ray_engine import embed_shards
 
-        embed_shards(
-            paths,
-            [start for start, _ in spans],
-            shard_size,
-            partial,
-            backbone,
-            address=address,
-            actors=actors,
-            batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
-            num_workers=num_workers,
-            progress=progress,
-        )
-    elif engine != "local":
-        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    else:
-        _embed_shards(
-            paths,
-            spans,
-            partial,
-            shard_size,
-            backbone,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-        )
-    return _consolidate(records, backbone, partial, out, pre_skipped, source)
+            embed_shards(
+                paths,
+                [start for start, _ in spans],
+                shard_size,
+                partial,
+                backbone,
+                address=address,
+                actors=actors,
+                batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
+                num_workers=num_workers,
+                progress=progress,
+            )
+        elif engine != "local":
+            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        else:
+            _embed_shards(
+                paths,
+                spans,
+                partial,
+                shard_size,
+                backbone,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+            )
+        return _consolidate(records, backbone, partial, out, pre_skipped, source)
 
 
 def embed_images(

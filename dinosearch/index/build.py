@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
+from dinosearch.core.lock import writing
 from dinosearch.core.runtime import package_version
-from dinosearch.core.storage import sha256_file, write_json
-from dinosearch.features.folder import load_features
+from dinosearch.features.folder import FeatureSet, load_features
 from dinosearch.index.assemble import Chunks, build, train_size
 from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index, estimate_bytes
-from dinosearch.index.handle import DATA_FILES, IndexHandle, load_index_adapter, open_index
+from dinosearch.index.files import concat_rows, write_version
+from dinosearch.index.handle import IndexHandle, load_index_adapter, open_index
 from dinosearch.index.knn import add_vectors, sample
-from dinosearch.index.publish import next_version, publish, staging
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
@@ -87,10 +85,50 @@ def build_index(
         "count": len(fs.features),
         "checksum": fs.manifest.get("checksums", {}).get("features.npy"),
     }
-    if append:
-        return _append(
-            out, fs.features, table, fs.manifest["backbone"], adapter, source, keep, skip_existing
+    with writing(out, "index --append" if append else "index"):
+        if append:
+            return _append(
+                out,
+                fs.features,
+                table,
+                fs.manifest["backbone"],
+                adapter,
+                source,
+                keep,
+                skip_existing,
+            )
+        return _build_new(
+            fs,
+            out,
+            table,
+            adapter,
+            adapter_dir,
+            source,
+            index_type,
+            memory_budget_gb,
+            params,
+            use_gpu,
+            keep,
+            name,
         )
+
+
+def _build_new(
+    fs: FeatureSet,
+    out: Path,
+    table: pa.Table,
+    adapter: DomainAdapter | None,
+    adapter_dir: str | Path | None,
+    source: dict[str, Any],
+    index_type: IndexType,
+    memory_budget_gb: float,
+    params: dict[str, Any] | None,
+    use_gpu: bool | None,
+    keep: int,
+    name: str | None,
+) -> IndexHandle:
+    """A fresh index of all of ``fs``'s vectors, published as the next version (lock held)."""
+    features_dir = Path(source["path"])
     if len(fs.features) == 0:
         raise ValueError(f"{features_dir} holds no vectors; embed some images first")
     dim = adapter.out_dim if adapter is not None else int(fs.features.shape[1])
@@ -117,7 +155,7 @@ def build_index(
         "estimated_memory_gb": round(estimate_bytes(kind, index.ntotal, dim, chosen) / 2**30, 3),
         "built_on": built_on,
     }
-    return _write_version(out, index, table, manifest, keep)
+    return write_version(out, index, table, manifest, keep)
 
 
 def vector_chunks(
@@ -177,7 +215,7 @@ def _append(
 ) -> IndexHandle:
     """Add the (N, D) ``features``' vectors and metadata rows to the live version, as a new version;
     with ``skip_existing`` only the rows whose ids it lacks (none: the live version is returned)."""
-    base = open_index(out)
+    base = open_index(out)  # read under the writer lock: the version this append builds on
     _check_same_vectors(base, backbone, adapter)
     rows = _new_rows(base, table, source["path"], skip_existing)
     if rows is not None:
@@ -187,10 +225,10 @@ def _append(
         source = {**source, "rows": _ranges(rows)}
     for chunk in vector_chunks(features, adapter, rows)():
         add_vectors(base.index, chunk)
-    merged = pa.concat_tables([base.table, table], promote_options="permissive")
+    merged = concat_rows(base, table, source["path"])
     manifest = copy.deepcopy(base.manifest)
     manifest["appended"] = [*manifest.get("appended", []), {**source, "added": table.num_rows}]
-    return _write_version(out, base.index, merged, manifest, keep)
+    return write_version(out, base.index, merged, manifest, keep, base=base.version)
 
 
 def _check_same_vectors(
@@ -232,23 +270,3 @@ def _ranges(rows: np.ndarray) -> list[list[int]]:
     """Sorted row numbers → [[start, stop), …] runs (the manifest's record of what was added)."""
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     return [[int(r[0]), int(r[-1]) + 1] for r in np.split(rows, breaks)]
-
-
-def _write_version(
-    out: Path, index: faiss.Index, table: pa.Table, manifest: dict[str, Any], keep: int
-) -> IndexHandle:
-    """Write the version's files to staging, checksum them, publish it as ``current``."""
-    with staging(out) as tmp:
-        version = next_version(out)
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        pq.write_table(table, tmp / "metadata.parquet")
-        manifest = {
-            **manifest,
-            "version": version,
-            "count": int(index.ntotal),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "checksums": {n: sha256_file(tmp / n) for n in DATA_FILES},
-        }
-        write_json(tmp / "manifest.json", manifest)
-        publish(out, tmp, version, keep=keep)
-    return IndexHandle(out, version, index, table, manifest)

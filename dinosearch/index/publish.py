@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dinosearch.core.storage import atomic_write, fsync_dir, pid_alive
+from dinosearch.core.storage import atomic_write, fsync_dir, pid_alive, read_small_text
 
 CURRENT = "current"
 VERSIONS = "versions"
@@ -49,7 +49,7 @@ def current_version(index_dir: str | Path) -> str:
     pointer = root / CURRENT
     for _ in range(3):  # a reader slower than three publishes may find its version pruned: re-read
         try:
-            version = pointer.read_text().strip()
+            version = read_small_text(pointer, limit=4096).strip()
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{root} is not an index folder (no {CURRENT} file); "
@@ -83,20 +83,32 @@ def next_version(index_dir: str | Path) -> str:
     return f"v{number:06d}"
 
 
-def publish(index_dir: str | Path, staged: Path, version: str, *, keep: int = 3) -> None:
+def publish(
+    index_dir: str | Path,
+    staged: Path,
+    version: str,
+    *,
+    keep: int = 3,
+    base: str | None = None,
+) -> None:
     """Make the complete folder ``staged`` the live ``version``.
 
     Steps: fsync every file and the folder, rename it to ``versions/<version>``, fsync ``versions/``,
     then atomically replace ``current``. Versions older than the newest ``keep`` are pruned.
+    With ``base`` (compare-and-swap), the publish is refused unless ``current`` still names
+    ``base``, the version the write started from; writers hold ``core.lock.writing`` around the
+    read of ``base`` and the publish, so no other writer can slip in between.
 
     Raises:
-        ValueError: ``version`` was published meanwhile by another build (rerun the build).
+        ValueError: ``version`` was published meanwhile by another build, or the live version is
+            no longer ``base`` (rerun the build or append).
     """
     root = Path(index_dir)
     for f in staged.iterdir():
         with open(f, "rb+") as fh:
             os.fsync(fh.fileno())
     fsync_dir(staged)
+    _check_base(root, base)
     versions = root / VERSIONS
     versions.mkdir(exist_ok=True)
     target = versions / version
@@ -107,8 +119,25 @@ def publish(index_dir: str | Path, staged: Path, version: str, *, keep: int = 3)
             raise ValueError(f"{target} was published by another build meanwhile; rerun") from e
         raise
     fsync_dir(versions)
+    try:
+        _check_base(root, base)
+    except ValueError:
+        shutil.rmtree(target, ignore_errors=True)  # never live: take it back out
+        raise
     _switch_current(root, version)
     prune(root, keep=keep)
+
+
+def _check_base(root: Path, base: str | None) -> None:
+    """Refuse when ``base`` is given and ``current`` names another version (lost-update guard)."""
+    if base is None:
+        return
+    live = current_version(root)
+    if live != base:
+        raise ValueError(
+            f"{root}: the live version is {live}, not {base} this write started from "
+            "(another writer published meanwhile); rerun to include its rows"
+        )
 
 
 def _switch_current(root: Path, version: str) -> None:
