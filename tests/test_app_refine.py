@@ -42,6 +42,7 @@ def page(aged_root: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DINOSEARCH_INDEXES", str(aged_root / "indexes"))
     monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "id,patient_id,patient_age")
     monkeypatch.delenv("DINOSEARCH_REPORTS", raising=False)
+    monkeypatch.setenv("DINOSEARCH_CACHE", str(aged_root / "cache"))  # the maps go here
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     film = next(image_folder.rglob("*.png"))
     at.sidebar.slider[0].set_value(12)
@@ -128,3 +129,22 @@ def test_diversity_control(page: AppTest) -> None:
     assert not page.exception and not page.error
     assert ranks(result_column(page, "Raw backbone")) == [1, 2, 3, 4]
     assert page.sidebar.slider(key="diversity").value == 0.6
+
+
+def test_map_tab_marks_results_and_a_picked_film_becomes_the_query(
+    page: AppTest, aged_root: Path
+) -> None:
+    from dinosearch.app.map_view import PICK
+
+    charts = page.get("vega_lite_chart")
+    assert not page.error, page.error[0].value
+    assert len(charts) == 2 and not page.exception
+    assert len(list((aged_root / "cache" / "maps").glob("*.npz"))) == 2  # raw and adapted, cached
+    assert any("Click a film to search with it" in c.value for c in page.caption)
+    page.selectbox(key="map-colour").set_value("view").run()
+    assert not page.exception and len(page.get("vega_lite_chart")) == 2
+    page.session_state[PICK] = 5  # what a click on film 5 leaves (map_view._picked)
+    page.run()
+    assert page.radio(key="query-source").value == "Pick from the collection"
+    assert page.selectbox(key="query-row").value == 5
+    assert not page.exception and ranks(result_column(page, "Raw backbone"))

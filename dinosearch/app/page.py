@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog, compare, render
+from dinosearch.app import catalog, compare, map_view, render
 from dinosearch.app import refine as refine_view
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
@@ -97,7 +97,13 @@ def query_input(
     pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
-    source = st.radio("Query", ["Upload a film", "Pick from the collection"], horizontal=True)
+    picked = st.session_state.pop(map_view.PICK, None)  # a film clicked on the Map tab
+    if picked is not None and 0 <= picked < len(metadata):
+        st.session_state["query-source"] = "Pick from the collection"
+        st.session_state["query-row"] = int(picked)
+    source = st.radio(
+        "Query", ["Upload a film", "Pick from the collection"], horizontal=True, key="query-source"
+    )
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -111,11 +117,12 @@ def query_input(
             return None
         image = compare.read_query(upload.getvalue(), upload.name)
         label = None if known == "(unknown)" else known
-        return {"image": image, "name": upload.name, "label": label, "exclude": None}
+        return {"image": image, "name": upload.name, "label": label, "exclude": None, "row": None}
     row = st.selectbox(
         "Image from the indexed collection",
         range(len(metadata)),
         format_func=lambda i: collection_choice(metadata, i, show_id),
+        key="query-row",
     )
     group = "patient_id" if "patient_id" in metadata.columns else "id"
     exclude = st.checkbox(
@@ -130,6 +137,7 @@ def query_input(
         "name": str(record["id"]),
         "label": record["label"],
         "exclude": (group, record[group]) if exclude else None,
+        "row": int(row),
     }
 
 
@@ -173,6 +181,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     )
     took = time.perf_counter() - start
     refine_view.remember_shown(query["name"], result)
+    map_view.remember(result, query["row"])
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
@@ -226,9 +235,11 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, evaluation, indexes = st.tabs(["Search", "Evaluation", "Indexes"])
+    search, collection, evaluation, indexes = st.tabs(["Search", "Map", "Evaluation", "Indexes"])
     with search:
         search_tab(pair, chosen, options)
+    with collection:
+        map_view.map_tab(pair, options.columns)
     with evaluation:
         render.evaluation_tab(chosen, settings)
     with indexes:

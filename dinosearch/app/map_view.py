@@ -1,0 +1,108 @@
+"""The app's Map tab: each index's collection map (``explain.collection``), raw and adapted side by
+side, coloured by a shown column, the query and its results marked; clicking a film makes it the
+query (the page reads ``PICK`` before it draws the query picker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dinosearch.app import compare
+
+PICK = "map-query"  # session key: the collection row a click on the map chose
+LAST = "map-last"  # session key: side → (result rows, scores, query row or None) of the last search
+
+
+@st.cache_resource(
+    show_spinner="Laying out the collection (once per index version) …", max_entries=8
+)
+def load_map(path: str, version: str, _handle: Any) -> Any:
+    """The map of one index version (a new version: a new entry; on disk: ``explain.collection``)."""
+    from dinosearch.explain.collection import collection_map
+
+    return collection_map(_handle)
+
+
+def remember(result: compare.SideBySideResult, query_row: int | None) -> None:
+    """What the Map tab marks: each column's result rows and scores, and the query's row."""
+    st.session_state[LAST] = {
+        "raw": (result.raw.ids.tolist(), result.raw.scores.tolist(), query_row),
+        "adapted": (result.adapted.ids.tolist(), result.adapted.scores.tolist(), query_row),
+    }
+
+
+def _picked(key: str) -> None:
+    """Chart callback: the clicked point's row becomes the query (a collection pick)."""
+    points = (st.session_state.get(key) or {}).get("selection", {}).get("pick", [])
+    if points and "row" in points[0]:
+        st.session_state[PICK] = int(points[0]["row"])
+
+
+def frame(xy: np.ndarray, metadata: pd.DataFrame, color: str, side: str) -> pd.DataFrame:
+    """One row per film: x, y, row, the colour column as text, and its role (film/result/query)."""
+    data = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "row": np.arange(len(xy))})
+    data[color] = metadata[color].astype(str).to_numpy()
+    data["role"] = "film"
+    ids, scores, query_row = st.session_state.get(LAST, {}).get(side, ([], [], None))
+    data.loc[data["row"].isin(ids), "role"] = "result"
+    if query_row is not None and 0 <= query_row < len(data):
+        data.loc[data["row"] == query_row, "role"] = "query"
+    elif len(ids):
+        from dinosearch.explain.collection import place_query
+
+        x, y = place_query(xy, np.asarray(ids), np.asarray(scores))
+        outside = {"x": x, "y": y, "row": -1, color: "(query)", "role": "query"}
+        data = pd.concat([data, pd.DataFrame([outside])], ignore_index=True)
+    return data
+
+
+def chart(data: pd.DataFrame, color: str, title: str) -> alt.Chart:
+    pick = alt.selection_point(name="pick", fields=["row"], on="click")
+    size = alt.Size("role:N", scale=alt.Scale(domain=["film", "result", "query"], range=[12, 90, 260]), legend=None)  # fmt: skip
+    shape = alt.Shape("role:N", scale=alt.Scale(domain=["film", "result", "query"], range=["circle", "diamond", "cross"]))  # fmt: skip
+    return (
+        alt.Chart(data, title=title)
+        .mark_point(filled=True, opacity=0.75)
+        .encode(
+            x=alt.X("x:Q", axis=None),
+            y=alt.Y("y:Q", axis=None),
+            color=alt.Color(f"{color}:N"),
+            size=size,
+            shape=shape,
+            tooltip=[alt.Tooltip(f"{color}:N"), alt.Tooltip("role:N")],
+        )
+        .add_params(pick)
+    )
+
+
+def map_tab(pair: compare.SideBySide, columns: list[str]) -> None:
+    shown = [c for c in columns if c in pair.raw.metadata.columns] or ["label"]
+    color = st.selectbox("Colour by", shown, key="map-colour")
+    st.caption(
+        "Each point is one film, laid out by UMAP (PCA for under 50 films) from that index's own "
+        "vectors, once per index version. ◆ results of the last search, ✚ its query (an uploaded "
+        "film sits at the weighted mean of its top 3). Click a film to search with it."
+    )
+    cells = st.columns(2, gap="large")
+    for cell, side, searcher in zip(
+        cells, ("raw", "adapted"), (pair.raw, pair.adapted), strict=True
+    ):
+        with cell:
+            handle = searcher.handle
+            built = load_map(str(searcher.index_dir), handle.version, handle)
+            data = frame(built.xy, searcher.metadata, color, side)
+            title = (
+                f"{side.capitalize()} · {built.method.upper()} · version {searcher.handle.version}"
+            )
+            key = f"map-{side}"
+            st.altair_chart(
+                chart(data, color, title),
+                key=key,
+                on_select=lambda key=key: _picked(key),
+                selection_mode="pick",
+                width="stretch",
+            )
