@@ -235,7 +235,7 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, collection, evaluation, indexes = st.tabs(["Search", "Map", "Evaluation", "Indexes"])
+    search, evaluation, collection, indexes = st.tabs(["Search", "Evaluation", "Map", "Indexes"])
     with search:
         search_tab(pair, chosen, options)
     with collection:

@@ -52,9 +52,7 @@ def layout(vectors: np.ndarray, *, seed: int = SEED) -> tuple[np.ndarray, str]:
         return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32), "pca"
     import umap
 
-    reducer = umap.UMAP(
-        n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed, n_jobs=1
-    )
+    reducer = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed, n_jobs=1)
     return np.asarray(reducer.fit_transform(x), dtype=np.float32), "umap"
 
 
