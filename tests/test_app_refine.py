@@ -136,6 +136,8 @@ def test_map_tab_marks_results_and_a_picked_film_becomes_the_query(
 ) -> None:
     from dinosearch.app.map_view import PICK
 
+    assert not page.get("vega_lite_chart")  # off until asked for
+    page.toggle(key="map-on").set_value(True).run()
     charts = page.get("vega_lite_chart")
     assert not page.error, page.error[0].value
     assert len(charts) == 2 and not page.exception

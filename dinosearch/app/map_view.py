@@ -80,6 +80,10 @@ def chart(data: pd.DataFrame, color: str, title: str) -> alt.Chart:
 
 
 def map_tab(pair: compare.SideBySide, columns: list[str]) -> None:
+    """Off until asked for: the first layout of a large index takes minutes (then it is cached)."""
+    if not st.toggle("Show the collection map", key="map-on"):
+        st.caption("Laid out once per index version (UMAP; about a minute per 10k films here).")
+        return
     shown = [c for c in columns if c in pair.raw.metadata.columns] or ["label"]
     color = st.selectbox("Colour by", shown, key="map-colour")
     st.caption(
