@@ -37,6 +37,7 @@ def server(app_root: Path, tmp_path: Path):
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
+    page.wait_for_timeout(2000)  # thumbnails load after the cards
     path = tmp_path / f"refine_{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
@@ -83,7 +84,7 @@ def test_refine_controls_in_headless_chromium(
             charts = page.locator(
                 "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
             )
-            expect(charts.first).to_be_visible()
+            expect(charts.first).to_be_visible(timeout=400_000)  # first UMAP: numba compiles
             page.wait_for_timeout(1500)
             shoot(page, tmp_path, "map")
             assert page.get_by_text("Traceback").count() == 0

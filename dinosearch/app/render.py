@@ -133,9 +133,8 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str], show_id: bool) 
 
 def show_marks(key: str) -> None:
     """Two boxes under a card: this result is what I mean / is not (relevance feedback)."""
-    like, unlike = st.columns(2)
-    like.checkbox("similar", key=f"like-{key}")
-    unlike.checkbox("not similar", key=f"unlike-{key}")
+    st.checkbox("similar", key=f"like-{key}")
+    st.checkbox("not similar", key=f"unlike-{key}")
 
 
 def show_region(image: Any, box: tuple[float, float, float, float]) -> None:
