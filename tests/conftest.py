@@ -199,3 +199,23 @@ def reliability_folders(tmp_path_factory: pytest.TempPathFactory, tiny_backbone)
     build_index(root / "features", root / "adapted", adapter_dir=root / "adapter")
     Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(root / "query.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory):
+    """A real Orthanc (DICOMweb plugin, 127.0.0.1, free port, temp storage) holding 40 sample films;
+    yields (server, DICOM files on disk in the archive's order). Skips only where Orthanc is absent."""
+    from archive_films import sample_rows, write_films
+    from orthanc import Orthanc, available
+
+    missing = available()
+    if missing:
+        pytest.skip(missing)
+    root = tmp_path_factory.mktemp("archive")
+    films = write_films(sample_rows(40), root / "films")
+    server = Orthanc(root / "orthanc").start()
+    try:
+        server.store(films)
+        yield server, films
+    finally:
+        server.stop()

@@ -99,12 +99,24 @@ def in_child(
     return finish(child, timeout)
 
 
+def _one_thread() -> None:
+    """A forked child of a process whose OpenMP pool ran (torch, faiss) hangs at its next parallel
+    region (libgomp's pool does not survive fork): the child computes on one thread."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(1)
+
+
 def _child(fn: Callable[[], Any], trap: Trap | None, out: str) -> None:
     code = 1
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        _one_thread()
         if trap is not None:
             trap.install()
         result: tuple[str, Any] = ("ok", fn())

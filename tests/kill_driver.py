@@ -21,6 +21,7 @@ from concurrency import concurrent_scenario
 from forking import DELETES, RENAMES, Outcome, Trap, count_calls, in_child
 from helpers import TINY_CLI, clustered_vectors, write_features_folder
 from PIL import Image
+from remove_kill import remove_scenario
 
 import dinosearch.core.storage as storage
 from dinosearch.backbones import load_backbone
@@ -243,14 +244,25 @@ def kill_and_check(
     olds: list[Any],
     new: Any,
     rng: random.Random,
+    random_kills: int = RANDOM_KILLS,
+    every_delete: int = 1,
+    trapped: int | None = None,
 ) -> None:
     """Kill ``run`` at every rename and deletion step and at random instants, each time from
     ``reset``; then ``check`` gives the answers now (one of ``olds``), the re-run's exit status,
-    the answers after it (``new``) and what was left behind (nothing)."""
+    the answers after it (``new``) and what was left behind (nothing). ``trapped``: try only that
+    many of the rename/deletion points, drawn at random (for commands with very many)."""
     points = kill_points(tally, run, reset, name)
+    points = [  # only every ``every_delete``-th deletion step: a run that deletes many files
+        (where, trap)
+        for where, trap in points
+        if not where.startswith("delete") or trap is None or trap.at % every_delete == 0
+    ]
+    if trapped is not None and len(points) > trapped:
+        points = rng.sample(points, trapped)
     reset()
     clean = in_child(run).seconds
-    points += [(f"random instant {r}", None) for r in range(RANDOM_KILLS)]
+    points += [(f"random instant {r}", None) for r in range(random_kills)]
     for where, trap in points:
         case = f"{name} killed at {where}"
         reset()
@@ -275,6 +287,8 @@ def main(argv: list[str]) -> int:
         "index": lambda w: index_scenario(w, rng, info),
         "embed": lambda w: embed_scenario(w, rng),
         "concurrent": lambda w: concurrent_scenario(w, info),
+        "remove": lambda w: remove_scenario(w, rng, info),
+        "sync": lambda w: __import__("kill_sync").sync_scenario(w, rng),  # needs Orthanc
     }
     summary = {}
     for name in scenarios:

@@ -72,7 +72,7 @@ def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
     sidebar = "\n".join(m.value for m in page.sidebar.markdown).replace("\\", "")  # unescaped
     assert "demo-raw" in sidebar and "demo-adapted" in sidebar
     assert "random init (UNTRAINED)" in sidebar and "12 images" in sidebar and "created" in sidebar
-    assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Map", "Indexes"]
+    assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Map", "Indexes", "Audit"]
     evaluation = page.tabs[1]
     assert evaluation.subheader[0].value.startswith("Evaluation: demo-raw vs demo-adapted")
     table = evaluation.dataframe[0].value

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from orthanc import available
 
 TESTS = Path(__file__).resolve().parent
 SEED = 20260413
@@ -34,7 +35,9 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
     }
-    scenarios = ["replace", "index", "embed", "concurrent"]
+    scenarios = ["replace", "index", "embed", "concurrent", "remove"]
+    if available() is None:
+        scenarios.append("sync")
     driver = [sys.executable, str(TESTS / "kill_driver.py"), str(work), str(SEED), *scenarios]
     done = subprocess.run(driver, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,13 +46,22 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize(("scenario", "least"), [("replace", 12), ("index", 15), ("embed", 30)])
+@pytest.mark.parametrize(
+    ("scenario", "least"),
+    [("replace", 12), ("index", 15), ("embed", 30), ("remove", 40), ("sync", 20)],
+)
 def test_killed_runs_leave_old_or_new_and_rerun_completes(
     summary: dict[str, Any], scenario: str, least: int
 ) -> None:
+    if scenario not in summary:
+        pytest.skip(available() or f"{scenario} did not run")
     found = summary[scenario]
     assert not found["failures"], "\n".join(found["failures"])
     assert found["kills"] >= least, found
+
+
+def test_remove_killed_at_20_random_instants(summary: dict[str, Any]) -> None:
+    assert summary["remove"]["by_kind"].get("random", 0) >= 20, summary["remove"]
 
 
 def test_queries_during_republishing_never_fail_or_mix(summary: dict[str, Any]) -> None:

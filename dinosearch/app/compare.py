@@ -21,6 +21,7 @@ from PIL import Image
 from dinosearch.app.catalog import IndexInfo, comparison_problem
 from dinosearch.core.metrics import split_labels
 from dinosearch.core.privacy import allowed_columns, parse_columns
+from dinosearch.core.viewer import viewer_template, viewer_url
 from dinosearch.inputs.images import ImageReadError, read_image
 
 if TYPE_CHECKING:
@@ -32,7 +33,13 @@ MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
 # The metadata a visitor may see: core/privacy.py (SAFE_COLUMNS + --show-columns). A visitor can
 # only hide allowed ones. id (when allowed) is shown on the card's first line, path never.
-HIDDEN_COLUMNS = ("rank", "score", "id", "path")  # shown in their own way, never as metadata
+HIDDEN_COLUMNS = (
+    "rank",
+    "score",
+    "id",
+    "path",
+    "viewer_url",
+)  # shown in their own way, never as metadata
 DEMO_COMMAND = (
     "dinosearch demo --images path/to/manifest.parquet --backbone dinov2_vits14 --weights random"
 )
@@ -43,6 +50,8 @@ class AppSettings:
     indexes: Path  # the folder holding index folders (indexes/NAME)
     reports: tuple[Path, ...]  # folders scanned for **/report.json
     show_columns: tuple[str, ...]  # metadata columns allowed on top of SAFE_COLUMNS
+    viewer_url: str | None = None  # result → archive viewer link template (core.viewer)
+    archive: str | None = None  # dicomweb+http… archive whose films can be the query (by UID)
 
     @property
     def show_id(self) -> bool:
@@ -57,7 +66,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports default to ``reports/`` beside the indexes folder and in the working folder.
     """
     p = argparse.ArgumentParser(add_help=False)
-    for flag in ("--indexes", "--reports", "--show-columns"):
+    for flag in ("--indexes", "--reports", "--show-columns", "--viewer-url", "--archive"):
         p.add_argument(flag, default=None)
     args, _ = p.parse_known_args(list(argv))
     indexes = Path(args.indexes or env.get("DINOSEARCH_INDEXES") or "indexes")
@@ -65,7 +74,32 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     reports = [Path(given)] if given else [indexes.parent / "reports", Path("reports")]
     unique = tuple(dict.fromkeys(p.resolve() for p in reports))
     shown = args.show_columns or env.get("DINOSEARCH_SHOW_COLUMNS") or ""
-    return AppSettings(indexes, unique, parse_columns(shown))
+    return AppSettings(
+        indexes,
+        unique,
+        parse_columns(shown),
+        viewer_template(args.viewer_url, env),
+        args.archive or env.get("DINOSEARCH_ARCHIVE") or None,
+    )
+
+
+def add_viewer_links(rows: pd.DataFrame, template: str | None) -> pd.DataFrame:
+    """``rows`` with a ``viewer_url`` column (the study in the archive's viewer) when configured."""
+    if template is not None:
+        links = [viewer_url(template, row) for row in rows.to_dict("records")]
+        rows["viewer_url"] = pd.Series(links, index=rows.index, dtype=object)  # None stays None
+    return rows
+
+
+def read_archive_query(archive: str, uid: str) -> Image.Image:
+    """ "This film in the archive": the instance (SOP Instance UID) or the study's first instance
+    (Study Instance UID) fetched from ``archive`` and decoded like an upload."""
+    from dinosearch.inputs.dicomweb import fetch_instance
+
+    uid = uid.strip()
+    if not uid or len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
+        raise ValueError(f"{uid[:80]!r} is not a DICOM UID (digits and dots, at most 64)")
+    return read_image(fetch_instance(archive, uid), name=uid)
 
 
 @dataclass

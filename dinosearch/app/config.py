@@ -28,3 +28,13 @@ class AppConfig:
         "comma-separated)",
         default=(),
     )
+    viewer_url: str | None = opt(
+        "link each result to the archive's viewer, e.g. "
+        "'https://pacs/viewer?StudyInstanceUIDs={StudyInstanceUID}' (or $DINOSEARCH_VIEWER_URL)",
+        default=None,
+    )
+    archive: str | None = opt(
+        "dicomweb+http… archive whose films can be the query by Study/SOP Instance UID "
+        "(or $DINOSEARCH_ARCHIVE)",
+        default=None,
+    )

@@ -31,6 +31,10 @@ def streamlit_argv(config: AppConfig) -> list[str]:
         argv += ["--reports", config.reports]
     if config.show_columns:
         argv += ["--show-columns", ",".join(config.show_columns)]
+    if config.viewer_url:
+        argv += ["--viewer-url", config.viewer_url]
+    if config.archive:
+        argv += ["--archive", config.archive]
     return argv
 
 

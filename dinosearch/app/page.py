@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import catalog, compare, map_view, render
+from dinosearch.app import audit_tab, catalog, compare, map_view, render
 from dinosearch.app import refine as refine_view
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
@@ -29,6 +29,8 @@ class Options:
     columns: list[str]
     show_id: bool
     refine: refine_view.Refine
+    viewer_url: str | None = None  # link template (--viewer-url)
+    archive: str | None = None  # query by UID from this archive (--archive)
 
 
 @st.cache_resource(show_spinner="Loading the backbone and both indexes …", max_entries=4)
@@ -87,23 +89,37 @@ def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Op
         default=allowed,
         help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
-    return Options(k, columns, settings.show_id, refine_view.sidebar_refine(metadata, columns))
+    return Options(
+        k,
+        columns,
+        settings.show_id,
+        refine_view.sidebar_refine(metadata, columns),
+        settings.viewer_url,
+        settings.archive,
+    )
 
 
 # ---- main area ----
 
 
 def query_input(
-    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool
+    pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool, archive: str | None = None
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
     picked = st.session_state.pop(map_view.PICK, None)  # a film clicked on the Map tab
     if picked is not None and 0 <= picked < len(metadata):
         st.session_state["query-source"] = "Pick from the collection"
         st.session_state["query-row"] = int(picked)
-    source = st.radio(
-        "Query", ["Upload a film", "Pick from the collection"], horizontal=True, key="query-source"
+    sources = ["Upload a film", "Pick from the collection"] + ["A film in the archive"] * bool(
+        archive
     )
+    source = st.radio("Query", sources, horizontal=True, key="query-source")
+    if source == "A film in the archive" and archive:
+        uid = st.text_input("Study or SOP Instance UID")
+        if not uid:
+            return None
+        image = compare.read_archive_query(archive, uid)
+        return {"image": image, "name": cut(uid), "label": None, "exclude": None, "row": None}
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -151,7 +167,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
         try:
-            query = query_input(pair, pair.raw.metadata, options.show_id)
+            query = query_input(pair, pair.raw.metadata, options.show_id, options.archive)
         except ImageReadError as e:
             st.error(
                 render.message(f"Could not read {e.path}: {e.reason}.")
@@ -182,6 +198,8 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     took = time.perf_counter() - start
     refine_view.remember_shown(query["name"], result)
     map_view.remember(result, query["row"])
+    for side in (result.raw, result.adapted):
+        compare.add_viewer_links(side.rows, options.viewer_url)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
@@ -235,7 +253,9 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, evaluation, collection, indexes = st.tabs(["Search", "Evaluation", "Map", "Indexes"])
+    search, evaluation, collection, indexes, audit = st.tabs(
+        ["Search", "Evaluation", "Map", "Indexes", "Audit"]
+    )
     with search:
         search_tab(pair, chosen, options)
     with collection:
@@ -244,6 +264,8 @@ def run(settings: compare.AppSettings) -> None:
         render.evaluation_tab(chosen, settings)
     with indexes:
         render.show_index_table(infos, problems)
+    with audit:
+        audit_tab.render_audit_choice(settings.reports)
 
 
 def main() -> None:

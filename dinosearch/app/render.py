@@ -126,6 +126,8 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str], show_id: bool) 
     extra = [f"{c}: {cut(r[c])}" for c in columns if c != "label" and pd.notna(r[c])]
     if extra:
         st.text(" · ".join(extra))
+    if r.get("viewer_url"):  # built from the server's template, values URL-quoted
+        st.link_button("Open in the viewer", str(r["viewer_url"]))
     more = int(r.get("more_films") or 0)
     if more:
         st.caption(f"+{more} other film{'s' if more > 1 else ''} of this patient match")

@@ -18,8 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "query an index with an image"),
     "explain": ("explain", "why a result is similar to a query: a per-patch map of both films"),
     "eval": ("evaluate", "A/B retrieval metrics of a raw vs an adapted index"),
+    "audit": ("audit", "duplicates, near-duplicates, split leaks, label conflicts, outliers"),
     "demo": ("demo", "the main job: embed, index, train, index, evaluate"),
     "app": ("app", "open the search page (Streamlit) on an indexes folder"),
+    "remove": ("remove", "erase rows (by id or filter) from indexes, their features and caches"),
+    "sync": ("sync", "keep features and indexes in step with a DICOMweb archive (PACS)"),
 }
 
 

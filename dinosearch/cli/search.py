@@ -17,6 +17,7 @@ from dinosearch.core.privacy import (
     visible_record,
 )
 from dinosearch.core.runtime import resolve_device
+from dinosearch.core.viewer import viewer_template, viewer_url
 from dinosearch.search import Searcher
 from dinosearch.search.region import REGION_METHODS, parse_box
 
@@ -89,6 +90,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"columns {SHOW_COLUMNS_ENV} allows (no id, path, patient_id…); also on when "
         f"{HIDE_IDENTIFIERS_ENV}=1",
     )
+    p.add_argument(
+        "--viewer-url",
+        default=None,
+        metavar="TEMPLATE",
+        help="link each result to the archive's viewer, e.g. "
+        "'https://pacs/viewer?StudyInstanceUIDs={StudyInstanceUID}' (default: $DINOSEARCH_VIEWER_URL)",
+    )
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     tune = p.add_argument_group("search-time parameters (default: those the index was built with)")
     tune.add_argument("--nprobe", type=int, help="IVF lists to visit: more finds more, slower")
@@ -99,6 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    template = viewer_template(args.viewer_url)
     tuned = {"nprobe": args.nprobe, "k_factor": args.k_factor, "ef_search": args.ef_search}
     searcher = Searcher(
         args.index,
@@ -132,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     )
     hide = bool(args.hide_identifiers) or hide_identifiers_from_env(os.environ)
     allowed = parse_columns(os.environ.get(SHOW_COLUMNS_ENV))
+    if template is not None:  # a column like any other: in the JSON, and in --columns
+        for r in results:
+            r.rows["viewer_url"] = [viewer_url(template, row) for row in r.rows.to_dict("records")]
     if args.json:
         out = [
             {

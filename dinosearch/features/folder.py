@@ -38,6 +38,7 @@ from dinosearch.core.storage import (
     write_json,
 )
 from dinosearch.features.remote import is_uri, load_uri_records
+from dinosearch.inputs.dicomweb import is_dicomweb
 from dinosearch.inputs.records import load_records, records_fingerprint
 
 DATA_FILES = ("features.npy", "metadata.parquet")
@@ -201,10 +202,10 @@ def embed_images(
 
     ``options`` go to ``embed_to_folder`` (shard_size, resume, batch_size, num_workers, progress,
     engine, address, actors). ``images`` may also be a URI (``s3://bucket/films/``) that pyarrow or
-    fsspec can read. Files that are not images (``notes.txt``) and files that fail to decode are
+    fsspec can read, or a DICOMweb archive (``dicomweb+http://…``, ``inputs.dicomweb``). Files that are not images (``notes.txt``) and files that fail to decode are
     listed in ``skipped.csv``; the count embedded is ``manifest["count"]``.
     """
-    if is_uri(str(images)):
+    if is_uri(str(images)) and not is_dicomweb(str(images)):
         records, passed_over = load_uri_records(
             str(images), path_column=path_column, label_from_folder=label_from_folder
         )

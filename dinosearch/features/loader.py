@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from dinosearch.backbones.transforms import ImageTransform
+from dinosearch.inputs.errors import ArchiveError
 from dinosearch.inputs.images import MAX_PIXELS, ImageReadError, read_image
 from dinosearch.inputs.limits import open_regular_file, size_problem
 
@@ -61,6 +62,8 @@ class ImageDataset(Dataset[Item]):
             return index, self.transform(image), warning if isinstance(warning, str) else None
         except ImageReadError as e:
             return index, None, e.reason
+        except ArchiveError:
+            raise  # the archive is down or refuses us: the run stops, a later one resumes
         except Exception as e:  # a transform failing on a strange image must not kill the batch
             return index, None, f"{type(e).__name__}: {e}"
 

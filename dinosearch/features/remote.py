@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 import pyarrow.fs as pafs
 
+from dinosearch.inputs.dicomweb import is_dicomweb
 from dinosearch.inputs.images import IMAGE_SUFFIXES
 from dinosearch.inputs.limits import MAX_FILE_BYTES, MAX_MANIFEST_BYTES
 from dinosearch.inputs.records import ID_COLUMNS, PATH_COLUMNS
@@ -125,7 +126,7 @@ def fetch(
     cap = MAX_FILE_BYTES if max_bytes is None else max_bytes
     local, failures = [], {}
     for i, path in enumerate(paths):
-        if not is_uri(path):
+        if not is_uri(path) or is_dicomweb(path):  # read_image fetches DICOMweb paths itself
             local.append(path)
             continue
         target = Path(folder) / f"{i}{posixpath.splitext(path)[1]}"

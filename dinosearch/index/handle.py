@@ -202,6 +202,8 @@ def _open_version(root: Path, version: str, verify: bool) -> IndexHandle:
         index = faiss.read_index(str(vdir / "index.faiss"))
         table = pq.read_table(vdir / "metadata.parquet", memory_map=True)
     except Exception as e:  # faiss raises RuntimeError, Arrow its own errors
+        if not vdir.is_dir():  # deleted (pruned, erased) while we read it: open_index retries
+            raise FileNotFoundError(f"{vdir} was deleted while it was read") from e
         raise ValueError(
             f"{vdir}: cannot read the index files ({type(e).__name__}: {e}); rebuild"
         ) from e
@@ -282,4 +284,6 @@ def iter_sources(
 
 def rows_from_ranges(ranges: list[list[int]]) -> np.ndarray:
     """[[start, stop), …] runs (an append's ``rows`` in the manifest) → (n,) int64 row numbers."""
-    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+    return np.concatenate(
+        [np.arange(a, b, dtype=np.int64) for a, b in ranges] or [np.empty(0, np.int64)]
+    )

@@ -18,3 +18,17 @@ class ImageReadError(ValueError):
         self.path = display_path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class ArchiveError(ValueError):
+    """The image archive cannot be reached or refused us: the run stops (a later run resumes).
+
+    Unlike ``ImageReadError`` (one film skipped), this ends the job with one line. PyTorch's
+    DataLoader re-raises a worker's exception with the worker's traceback as its text; only the
+    last line of it, our message, is kept.
+    """
+
+    def __init__(self, message: str) -> None:
+        last = message.strip().splitlines()[-1] if message.strip() else message
+        prefix = f"{__name__}.ArchiveError: "
+        super().__init__(last.removeprefix(prefix).removeprefix("ArchiveError: "))

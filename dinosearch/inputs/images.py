@@ -19,6 +19,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from dinosearch.inputs.decoded import ORIENTATIONS, fit_decoded_bytes
 from dinosearch.inputs.dicom import looks_like_dataset, read_dicom
+from dinosearch.inputs.dicomweb import fetch_bytes, is_dicomweb
 from dinosearch.inputs.errors import ImageReadError, display_path
 from dinosearch.inputs.limits import (
     MAX_FILE_BYTES,
@@ -43,7 +44,8 @@ def read_image(
     """Decode ``source`` (a path or the file's bytes) into mode "L" (grayscale) or "RGB".
 
     Args:
-        source: file path, or raw bytes of an upload.
+        source: file path, raw bytes of an upload, or a ``dicomweb+http…/instances/UID`` path
+            (fetched with WADO-RS; an unreachable archive raises ``ArchiveError``).
         name: how to name the file in errors when ``source`` is bytes.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
 
@@ -52,6 +54,8 @@ def read_image(
             anything but a regular file (folder, FIFO, device, socket).
     """
     label = name or (display_path(source) if not isinstance(source, bytes) else "<upload>")
+    if isinstance(source, str) and is_dicomweb(source):
+        source = fetch_bytes(source)
     with _open(source, label) as fp:
         try:
             head = fp.read(132)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dinosearch.inputs.dicomweb import is_dicomweb, load_archive_records
 from dinosearch.inputs.errors import display_path
 from dinosearch.inputs.images import IMAGE_SUFFIXES
 from dinosearch.inputs.limits import MAX_MANIFEST_BYTES, not_regular, open_regular_file
@@ -27,10 +28,13 @@ def load_records(
     Args:
         source: a folder (walked recursively; a file's parent folder name becomes its ``label``)
             or a ``.csv``/``.parquet`` manifest with a path column (relative paths are taken from
-            the manifest's folder).
+            the manifest's folder), or a DICOMweb archive ``dicomweb+http://…?QIDO-filters``
+            (``inputs.dicomweb``: one record per instance, id = SOP Instance UID).
         path_column: the manifest's path column; found among common names when omitted.
         label_from_folder: for folders, take ``label`` from the sub-folder name.
     """
+    if is_dicomweb(str(source)):
+        return load_archive_records(str(source))
     src = Path(source)
     if src.is_dir():
         return _from_folder(src, label_from_folder)
