@@ -262,3 +262,14 @@ def test_cli_refine_flags(meta_index: Path, image_folder: Path, capsys) -> None:
     assert len(json.loads(capsys.readouterr().out)["results"]) == 6
     assert main([*base, "--region", "0,0,-1,4"]) == 2
     assert "need 0 ≤ x0 < x1" in capsys.readouterr().err
+
+
+def test_remove_where_takes_the_same_sql(meta_index: Path) -> None:
+    from dinosearch.sync.erase import ids_where
+
+    where = "patient_age >= 80 AND view IN ('PA','AP')"
+    meta = pd.read_parquet(meta_index / "f" / "metadata.parquet")
+    want = meta["id"][(meta["patient_age"] >= 80) & meta["view"].isin(["PA", "AP"])]
+    assert sorted(ids_where([meta_index / "flat", meta_index / "hnsw"], where)) == sorted(want)
+    with pytest.raises(ValueError, match="filter"):
+        ids_where([meta_index / "flat"], "read_csv('/etc/passwd') IS NULL")

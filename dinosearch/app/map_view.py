@@ -82,7 +82,10 @@ def chart(data: pd.DataFrame, color: str, title: str) -> alt.Chart:
 def map_tab(pair: compare.SideBySide, columns: list[str]) -> None:
     """Off until asked for: the first layout of a large index takes minutes (then it is cached)."""
     if not st.toggle("Show the collection map", key="map-on"):
-        st.caption("Laid out once per index version (UMAP; about a minute per 10k films here).")
+        st.caption(
+            "Laid out once per index version, then cached (UMAP: about 10 minutes for 100k films "
+            "on a 2-core machine; seconds for a few thousand)."
+        )
         return
     shown = [c for c in columns if c in pair.raw.metadata.columns] or ["label"]
     color = st.selectbox("Colour by", shown, key="map-colour")
