@@ -57,20 +57,23 @@ def frame(xy: np.ndarray, metadata: pd.DataFrame, color: str, side: str) -> pd.D
         x, y = place_query(xy, np.asarray(ids), np.asarray(scores))
         outside = {"x": x, "y": y, "row": -1, color: "(query)", "role": "query"}
         data = pd.concat([data, pd.DataFrame([outside])], ignore_index=True)
-    return data
+    order = data["role"].map({"film": 0, "result": 1, "query": 2})
+    return data.iloc[np.argsort(order.to_numpy(), kind="stable")]  # marks drawn last, on top
 
 
 def chart(data: pd.DataFrame, color: str, title: str) -> alt.Chart:
     pick = alt.selection_point(name="pick", fields=["row"], on="click")
-    size = alt.Size("role:N", scale=alt.Scale(domain=["film", "result", "query"], range=[12, 90, 260]), legend=None)  # fmt: skip
+    size = alt.Size("role:N", scale=alt.Scale(domain=["film", "result", "query"], range=[10, 120, 320]), legend=None)  # fmt: skip
     shape = alt.Shape("role:N", scale=alt.Scale(domain=["film", "result", "query"], range=["circle", "diamond", "cross"]))  # fmt: skip
     return (
         alt.Chart(data, title=title)
-        .mark_point(filled=True, opacity=0.75)
+        .mark_point(filled=True)
         .encode(
             x=alt.X("x:Q", axis=None),
             y=alt.Y("y:Q", axis=None),
             color=alt.Color(f"{color}:N"),
+            opacity=alt.condition("datum.role == 'film'", alt.value(0.45), alt.value(1.0)),
+            stroke=alt.condition("datum.role == 'film'", alt.value(None), alt.value("black")),
             size=size,
             shape=shape,
             tooltip=[alt.Tooltip(f"{color}:N"), alt.Tooltip("role:N")],
