@@ -20,14 +20,13 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter
+from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, load_adapter, save_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.storage import sha256_file, write_json
 from dinosearch.index import (
     build_index,
     choose_index,
     exact_search,
-    load_index_adapter,
     open_index,
 )
 from dinosearch.index.assemble import train_add
@@ -140,7 +139,7 @@ def rebuild(n: int, dim: int, root: Path) -> None:
     fs = load_features(root / "features")
     raw = np.asarray(fs.features)
     t1 = time.perf_counter()
-    vectors = to_vectors(raw, load_index_adapter(root / "adapter", FINGERPRINT))
+    vectors = to_vectors(raw, load_adapter(root / "adapter", backbone_fingerprint=FINGERPRINT))
     t2 = time.perf_counter()
     print(f"  of which: read features {t1 - t:.2f} s, adapter forward + normalise {t2 - t1:.2f} s")
     t = time.perf_counter()

@@ -122,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         views=args.views,
         clean_view=False,
         epochs=args.epochs,
-        batch_size=args.batch_size,
+        pairs_per_step=args.batch_size,
         val_fraction=0.0,
         label_column=None,
-        extract_batch_size=args.extract_batch_size,
+        batch_size=args.extract_batch_size,
         num_workers=args.workers,
     )
     print(

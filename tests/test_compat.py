@@ -59,9 +59,10 @@ def test_old_report_is_readable(old: Path) -> None:
 def test_old_indexes_evaluate_from_their_features_to_the_old_report(old: Path) -> None:
     before = json.loads((old / "report" / "report.json").read_text())["result"]["overall"]
     args = (old / "indexes" / "raw", old / "indexes" / "adapted", old / "new-report")
-    result, meta, _ = evaluate_indexes(
+    evaluated = evaluate_indexes(
         *args, ks=[1, 3], n_boot=20, features=old / "features", adapter=old / "adapter"
     )
+    result, meta = evaluated.metrics, evaluated.meta
     assert meta["whitening"]["source"] == f"features folder {old / 'features'}"
     for method in ("raw", "centred", "whitened", "adapted", "adapted-raw"):
         for metric in ("precision@1", "precision@3", "map@3"):
@@ -84,3 +85,14 @@ def test_evaluation_refuses_features_that_changed_since_indexing(old: Path) -> N
             features=changed,
             adapter=old / "adapter",
         )
+
+
+def test_old_adapter_json_train_config_reads_with_todays_names(old: Path) -> None:
+    """0.1 wrote batch_size = pairs per step and extract_batch_size = images per forward."""
+    from dinosearch.adapt.config import TrainConfig
+
+    stored = json.loads((old / "adapter" / "adapter.json").read_text())["train_config"]
+    config = TrainConfig.from_dict(stored)
+    assert config.pairs_per_step == stored["batch_size"] == 4
+    assert config.batch_size == stored["extract_batch_size"] == 32
+    assert TrainConfig.from_dict(config.to_dict()) == config  # today's names round-trip

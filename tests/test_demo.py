@@ -70,6 +70,13 @@ def test_demo_rerun_reuses_what_still_matches(tiny_demo, capsys) -> None:
     changed = capsys.readouterr().out
     assert "reusing features" in changed and "reusing index" in changed  # the raw one
     assert "training an adapter" in changed and "building index" in changed
+    assert "reusing the 1 cached views per image" in changed  # retraining: seconds, no backbone
+    report = json.loads((tiny_demo / "reports" / "t" / "report.json").read_text())
+    assert report["config"]["job"] == "demo" and report["config"]["epochs"] == 3
+
+    assert main(demo_argv(tiny_demo, "--views", "2")) == 0
+    assert "these settings need new views (K=2" in capsys.readouterr().out
+    assert main(demo_argv(tiny_demo)) == 0  # back to the fixture's adapter for other tests
 
 
 def test_training_subset_keeps_whole_groups() -> None:

@@ -14,7 +14,7 @@ from helpers import TINY, TINY_CLI, TINY_SIZE
 from dinosearch.backbones.transforms import eval_transform
 from dinosearch.cli import main
 from dinosearch.features import extract as featurestore_extract
-from dinosearch.features import folder as featurestore
+from dinosearch.features import shards as featurestore
 from dinosearch.features.extract import extract_features
 from dinosearch.features.folder import embed_to_folder, load_features
 from dinosearch.inputs.images import read_image

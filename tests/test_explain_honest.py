@@ -164,8 +164,8 @@ def test_cli_text_json_and_picture_state_the_same_sums(
 
 def test_demo_pools_the_mean_so_its_maps_account_for_the_score() -> None:
     from dinosearch.cli import build_parser
-    from dinosearch.cli.demo import DEMO_POOLING
+    from dinosearch.demo import DemoConfig
 
     args = build_parser().parse_args(["demo"])
-    assert args.pooling == DEMO_POOLING == "mean"
+    assert args.pooling == DemoConfig().pooling == "mean"  # one place: DemoConfig's default
     assert build_parser().parse_args(["embed", "--images", "x", "--out", "y"]).pooling == "cls"

@@ -32,19 +32,25 @@ def level(module: str) -> int:
     return STAGES.index(part)
 
 
-def imports(path: Path, package: Path) -> list[tuple[str, int]]:
-    """(imported dinosearch module, line) for every import in ``path``, function-level ones too."""
+def imports(path: Path, package: Path, *, runtime: bool = False) -> list[tuple[str, int]]:
+    """(imported dinosearch module, line) for every import in ``path``, function-level ones too
+    (``runtime``: leaving out ``if TYPE_CHECKING:`` blocks, which never run)."""
     rel = path.relative_to(package.parent).with_suffix("")
     here = list(rel.parts[:-1] if rel.name != "__init__" else rel.parts)
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    if runtime:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
-            names = [f"{base}.{a.name}" for a in node.names] if base == "dinosearch" else [base]
+            names = [f"{base}.{a.name}" for a in node.names]  # a module or a name in one
             found += [(n, node.lineno) for n in names]
     return [(m, line) for m, line in found if m == "dinosearch" or m.startswith("dinosearch.")]
 
@@ -93,3 +99,51 @@ def test_public_api_names_resolve_to_the_stage_that_defines_them() -> None:
         assert obj.__module__.startswith("dinosearch."), (name, obj.__module__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         dinosearch.nope  # noqa: B018
+
+
+def module_graph(package: Path) -> dict[str, set[str]]:
+    """dinosearch module → the dinosearch modules it imports (a name from a package resolves to
+    the submodule of that name when there is one, else to the package)."""
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for target, _ in imports(path, package, runtime=True):
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (each one import cycle or more)."""
+    import graphlib
+
+    remaining = {k: set(v) for k, v in graph.items()}
+    try:
+        tuple(graphlib.TopologicalSorter(remaining).static_order())
+        return []
+    except graphlib.CycleError as e:
+        return [list(e.args[1])]
+
+
+def test_no_import_cycles() -> None:
+    assert cycles(module_graph(PACKAGE)) == []
+
+
+def test_the_cycle_check_catches_a_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "dinosearch"
+    (package / "features").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "features" / "__init__.py").write_text("")
+    (package / "features" / "folder.py").write_text("def f():\n    from . import ray_engine\n")
+    (package / "features" / "ray_engine.py").write_text(
+        "from dinosearch.features.folder import f\n"
+    )
+    assert cycles(module_graph(package)) != []

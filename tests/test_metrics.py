@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dinosearch.core import metrics
+from dinosearch.core.groups import exclusion_mask
 from dinosearch.core.ranking import Side, eligibility, rank_exact
 
 
@@ -126,7 +127,7 @@ def test_query_without_relevant_items_is_undefined_not_zero() -> None:
     m = metrics.retrieval_metrics(np.array([[0, 1]]), q_ind, g_ind, np.array([0]), ks=(2,))
     assert np.isnan(m["recall@2"][0]) and np.isnan(m["map@2"][0]) and np.isnan(m["hit_rate@2"][0])
     assert m["precision@2"][0] == 0.0
-    assert np.isnan(metrics.summarize(m)["recall@2"])
+    assert np.isnan(metrics.nanmean(m["recall@2"]))
 
 
 def test_multi_label_relevance_is_any_shared_label() -> None:
@@ -138,17 +139,15 @@ def test_multi_label_relevance_is_any_shared_label() -> None:
     assert rel[2].tolist() == [False, False, True, True, False]
 
 
-def test_drop_excluded_removes_self_and_group_exactly() -> None:
+def test_exclusion_removes_self_and_group_exactly() -> None:
     ids = np.array(["0", "1", "2", "3", "4"])
     groups = np.array(["A", "A", "B", None, "C"], dtype=object)
-    excluded = metrics.exclusion_mask(ids[:1], ids, groups[:1], groups)
+    excluded = exclusion_mask(ids[:1], ids, groups[:1], groups)
     assert excluded[0].tolist() == [True, True, False, False, False]
-    missing = metrics.exclusion_mask(ids[3:4], ids, groups[3:4], groups)
+    missing = exclusion_mask(ids[3:4], ids, groups[3:4], groups)
     assert missing[0].tolist() == [False, False, False, True, False]  # no group: only itself
-    out = metrics.drop_excluded(np.array([[0, 1, 2, 3, 4]]), excluded, k=3)
-    assert out.tolist() == [[2, 3, 4]]
-    with pytest.raises(ValueError, match="fetch more"):
-        metrics.drop_excluded(np.array([[0, 1, 2]]), excluded, k=3)
+    both_missing = exclusion_mask(ids[3:4], np.array(["9"]), groups[3:4], np.array([None]))
+    assert not both_missing.any()  # a missing group matches nothing, not even a missing one
 
 
 def test_per_label_breakdown() -> None:

@@ -75,8 +75,8 @@ def test_ray_resume_computes_only_the_missing_shards(
     cluster: None, films: Path, local: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed after shards 0 and 1 (14 records, shards of 4) is finished by Ray: 2 and 3 only."""
-    from dinosearch.features import folder as featurestore
     from dinosearch.features import ray_engine
+    from dinosearch.features import shards as featurestore
 
     out = films.parent / "resumed"
     argv = ["embed", "--images", str(films), "--out", str(out), *ARGS]

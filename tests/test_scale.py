@@ -128,9 +128,9 @@ def test_evaluation_of_an_index_grown_with_skip_existing(tmp_path: Path, tiny_ba
         build_index(first, tmp_path / out, adapter_dir=net, index_type="flat")
         build_index(overlap, tmp_path / out, adapter_dir=net, append=True, skip_existing=True)
 
-    result, _, _ = evaluate_indexes(
+    result = evaluate_indexes(
         tmp_path / "raw", tmp_path / "adapted", tmp_path / "report", n_boot=10, ks=[1, 5]
-    )
+    ).metrics
     names = np.array([f"c{c}" for c in labels])
     groups = np.arange(400) // 2
     net = load_adapter(adapter)

@@ -53,7 +53,7 @@ def test_adapter_learns_invariance_to_view_nuisance() -> None:
         views=4,
         clean_view=False,
         epochs=20,
-        batch_size=64,
+        pairs_per_step=64,
         lr=3e-3,
         bottleneck=64,
         dropout=0.0,
@@ -123,7 +123,7 @@ def records(image_folder):  # type: ignore[no-untyped-def]
 FAST = {
     "views": 2,
     "epochs": 3,
-    "batch_size": 4,
+    "pairs_per_step": 4,
     "val_fraction": 0.34,
     "bottleneck": 16,
     "num_workers": 0,

@@ -10,7 +10,7 @@ import pytest
 
 from dinosearch.adapt.augment import build_augment
 from dinosearch.adapt.online import iter_fresh_pairs
-from dinosearch.adapt.views import compute_views, default_cache_dir
+from dinosearch.adapt.view_cache import compute_views, default_cache_dir
 from dinosearch.features.folder import FeatureSet, embed_to_folder
 from dinosearch.inputs.records import load_records
 

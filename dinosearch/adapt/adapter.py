@@ -122,12 +122,15 @@ def save_adapter(
     metrics: dict[str, Any],
     backbone_info: dict[str, Any] | None = None,
     extra: dict[str, dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> str:
     """Write ``folder`` whole: ``adapter.safetensors``, ``adapter.json`` (naming the weights' checksum)
     and each ``extra`` JSON file (e.g. ``{"history.json": {...}}``); return the fingerprint.
 
     The files are written in ``.FOLDER.tmp-PID`` and swapped in with ``replace_dir``: a kill or a
     write error (``OSError``) at any instant leaves the previous adapter folder, whole, or the new one.
+
+    ``config``: the job's settings (``core.config.job_record``), recorded under ``"config"``.
     """
     from safetensors.torch import save
 
@@ -155,6 +158,7 @@ def save_adapter(
                 "metrics": metrics,
                 "dinosearch_version": package_version(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                **({"config": config} if config else {}),
             },
         )
         for name, content in (extra or {}).items():
@@ -235,14 +239,18 @@ def load_adapter(
     *,
     backbone_fingerprint: str | None = None,
     device: str | torch.device = "cpu",
+    fingerprint: str | None = None,
 ) -> DomainAdapter:
-    """Rebuild a saved adapter in eval mode; refuse one trained on another backbone.
+    """Rebuild a saved adapter in eval mode; refuse one trained on another backbone (the one
+    adapter loader: ``IndexHandle.load_adapter`` and ``build_index`` call it).
 
     Every field of adapter.json is checked against the weights' header before anything is allocated.
+    ``fingerprint``: the adapter must be this one (e.g. the one an index was built with).
 
     Raises:
         FileNotFoundError: ``folder`` lacks adapter.json or adapter.safetensors.
-        ValueError: the backbone fingerprints differ, or the weights do not match adapter.json.
+        ValueError: the backbone fingerprints differ, the weights do not match adapter.json, or
+            the adapter is not ``fingerprint``.
     """
     from safetensors.torch import load_file
 
@@ -252,6 +260,11 @@ def load_adapter(
         raise ValueError(
             f"adapter {root} was trained on backbone {info['backbone_fingerprint']!r}, not "
             f"{backbone_fingerprint!r}; use the backbone it was trained on or train a new adapter"
+        )
+    if fingerprint is not None and info["fingerprint"] != fingerprint:
+        raise ValueError(
+            f"adapter {root} is now {info['fingerprint']} but {fingerprint} was expected (it "
+            "changed since); pass the adapter that was used, or rebuild with this one"
         )
     digest = sha256_file(root / WEIGHTS_FILE)
     if digest != info["sha256"]:

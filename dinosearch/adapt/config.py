@@ -1,53 +1,68 @@
-"""Training configuration: ``TrainConfig`` (stored in adapter.json) and the demo's departures from it.
+"""Training settings: ``TrainConfig`` (how an adapter is trained; stored in adapter.json) and
+``TrainJobConfig`` (``dinosearch train``: which images, where to write, which backbone, plus all of
+``TrainConfig``). Flags are generated from the fields (``core.config``); standard library only.
 
-``dinosearch train`` flags carry the field names, except ``--train-batch-size`` (``batch_size``),
-``--batch-size`` (``extract_batch_size``), ``--no-clean-view`` (``clean_view``) and ``--workers``
-(``num_workers``); ``residual_init``, ``group_pair_prob`` and ``knn_k`` have no flag.
+Names: ``batch_size`` is images per backbone forward everywhere (flag ``--batch-size``); positive
+pairs per training step is ``pairs_per_step`` (flag ``--train-batch-size``). adapter.json files of
+0.1 (``batch_size`` = pairs, ``extract_batch_size`` = images) load through ``from_dict``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from dinosearch.backbones.config import BackboneSettings, RuntimeSettings
+from dinosearch.core.config import like, opt
+
 SameGroup = Literal["off", "mix", "only"]
+_T = "training"
+
+
+def _none_word(text: str | None) -> str | None:
+    return None if text is None or text.strip().lower() in ("", "none", "null") else text
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train an adapter (``dinosearch train``'s defaults); stored in adapter.json."""
 
-    views: int = 4  # K augmented views cached per image: K(K-1)/2 pairs for K backbone passes
-    clean_view: bool = True  # the eval view joins the pool (free when embed features exist)
-    epochs: int = 60  # cheap on cached features: an epoch is a few small matmuls per batch
-    batch_size: int = 64  # pairs per step (2*batch-2 negatives each); 64 beat 256 on 600 CXR
-    lr: float = 1e-3
-    weight_decay: float = 0.05  # AdamW, on weight matrices only
-    warmup: int = 3  # epochs of linear warm-up, then cosine decay to 0
-    temperature: float = 0.1
-    preset: str = "xray"  # augment.PRESETS
-    hflip: bool | None = None  # None: the preset's default (off for xray)
-    bottleneck: int = 512
-    dropout: float = 0.1
-    residual_init: float = 0.1
-    seed: int = 0  # views, split, pair sampling, init and dropout
-    val_fraction: float = 0.15  # images held out, whole groups at a time; 0: no validation
-    group_column: str | None = "patient_id"  # when absent, each image is its own group
-    label_column: str | None = "label"  # only for val kNN precision; ignored when absent
-    same_group_positives: SameGroup = "off"  # MICLe: "mix" or "only" pair 2 images of a group
-    group_pair_prob: float = 0.5  # in "mix": chance an image with a group partner uses it
-    select_by: Literal["loss", "knn"] = "loss"  # best epoch: val loss (label-free) or kNN
-    knn_k: int = 10
-    online: bool = False  # fresh views through the backbone every step (GPU, huge data)
-    extract_batch_size: int | None = None  # images per backbone forward (None: by device)
-    num_workers: int | None = None  # image-decoding workers (None: by device)
+    views: int = opt("augmented views cached per image (K): K(K-1)/2 pairs for K backbone passes", default=4, group=_T)  # fmt: skip
+    clean_view: bool = opt("leave the eval view out of the pool", default=True, negate="--no-clean-view", group=_T)  # fmt: skip
+    epochs: int = opt("passes over the training images (cheap: cached features)", default=60, group=_T)  # fmt: skip
+    # 2*pairs-2 negatives per pair; 64 beat 256 on 600 CXR
+    pairs_per_step: int = opt("positive pairs per step (--batch-size is images per backbone forward)", default=64, flag="--train-batch-size", group=_T)  # fmt: skip
+    lr: float = opt("AdamW learning rate", default=1e-3, group=_T)
+    weight_decay: float = opt("AdamW weight decay (weight matrices only)", default=0.05, group=_T)
+    warmup: int = opt("warm-up epochs before cosine decay", default=3, group=_T)
+    temperature: float = opt("InfoNCE temperature", default=0.1, group=_T)
+    preset: str = opt("augmentation preset: xray or natural", default="xray", group=_T)
+    hflip: bool | None = opt("horizontal flips (unset: the preset decides; off for xray)", default=None, group=_T)  # fmt: skip
+    bottleneck: int = opt("adapter hidden width", default=512, group=_T)
+    dropout: float = opt("adapter dropout", default=0.1, group=_T)
+    residual_init: float = opt("initial weight of the adapter's residual branch", default=0.1, cli=False)  # fmt: skip
+    seed: int = like(BackboneSettings, "seed")  # views, split, pair sampling, init and dropout
+    val_fraction: float = opt("images held out (whole groups) for a val loss and best-epoch choice; 0: none", default=0.15, group=_T)  # fmt: skip
+    group_column: str | None = opt("column grouping images of one patient: val split and same-group positives ('none' to disable)", default="patient_id", group=_T)  # fmt: skip
+    label_column: str | None = opt("column for validation kNN precision only ('none' to disable)", default="label", group=_T)  # fmt: skip
+    same_group_positives: SameGroup = opt("pair two images of one group (MICLe): mixed with view pairs or alone", default="off", group=_T)  # fmt: skip
+    group_pair_prob: float = opt("in 'mix': chance an image with a group partner uses it", default=0.5, cli=False)  # fmt: skip
+    select_by: Literal["loss", "knn"] = opt("best epoch by val loss or val kNN precision", default="loss", group=_T)  # fmt: skip
+    knn_k: int = opt("neighbours for the val kNN precision", default=10, cli=False)
+    online: bool = opt("fresh augmented views through the backbone every step (slow; for GPUs)", default=False, group=_T)  # fmt: skip
+    batch_size: int | None = like(RuntimeSettings, "batch_size")
+    num_workers: int | None = like(RuntimeSettings, "num_workers")
 
     def __post_init__(self) -> None:
+        self.check_training()
+
+    def check_training(self) -> None:
+        """Refuse settings no training can run with (before any image is read)."""
         if not self.online and self.views + self.clean_view < 2:
             raise ValueError(f"--views {self.views} gives under 2 views per image; use --views ≥ 2")
-        if self.epochs < 1 or self.batch_size < 2:
+        if self.epochs < 1 or self.pairs_per_step < 2:
             raise ValueError(
-                f"--epochs {self.epochs} must be ≥ 1, batch size {self.batch_size} ≥ 2"
+                f"--epochs {self.epochs} must be ≥ 1, --train-batch-size {self.pairs_per_step} ≥ 2"
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
@@ -58,25 +73,39 @@ class TrainConfig:
         if self.online and self.same_group_positives != "off":
             raise ValueError("--online trains on view pairs only; drop --same-group-positives")
 
-    @classmethod
-    def for_demo(cls, **overrides: Any) -> TrainConfig:
-        """``dinosearch demo``'s training: ``DEMO_DEFAULTS``, then ``overrides``."""
-        return cls.from_dict({**DEMO_DEFAULTS, **overrides})
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """From adapter.json's ``train_config`` (any release; unknown keys ignored)."""
+        data = dict(data)
+        if "extract_batch_size" in data:  # 0.1: batch_size was pairs per step
+            data["pairs_per_step"] = data.pop("batch_size", 64)
+            data["batch_size"] = data.pop("extract_batch_size")
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in data.items() if k in known})
 
 
-# Where `dinosearch demo` departs from TrainConfig's defaults, and why (measured on 600 dev X-rays,
-# untrained ViT-S/14; scripts/benchmark_quality.py). The demo indexes and evaluates the very images
-# it trains on, label-free, and its A/B report is the check, so it needs no held-out split.
-DEMO_DEFAULTS: dict[str, Any] = {
-    "views": 2,  # 2 views + the clean one from `embed`: half the backbone passes of K=4
-    "epochs": 150,  # cheap on cached views; more steps helped at batch 64
-    "val_fraction": 0.0,  # precision@10 0.360 with all images vs 0.338 holding out 15%
-}
+def train_part(config: TrainConfig) -> TrainConfig:
+    """The plain ``TrainConfig`` inside a job config that extends it (what adapter.json stores)."""
+    return TrainConfig(**{f.name: getattr(config, f.name) for f in fields(TrainConfig)})
+
+
+@dataclass(frozen=True)
+class TrainJobConfig(TrainConfig, BackboneSettings, RuntimeSettings):
+    """``dinosearch train``: images → cached views → an adapter folder."""
+
+    images: str = opt("image folder (recursive) or CSV/Parquet manifest", required=True)
+    out: str = opt("adapter folder to write", required=True)
+    path_column: str | None = opt("manifest column holding image paths", default=None)
+    limit: int | None = opt("use only the first N images", default=None)
+    features: str | None = opt("a `dinosearch embed` folder of these images: reused as the clean view", default=None)  # fmt: skip
+    cache_dir: str | None = opt("view cache root (default $DINOSEARCH_CACHE/views or ~/.cache/dinosearch/views)", default=None)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for name in ("group_column", "label_column"):  # 'none' on the command line or in a file
+            object.__setattr__(self, name, _none_word(getattr(self, name)))
+        self.check_training()
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit {self.limit}: must be ≥ 1 (or leave it out)")

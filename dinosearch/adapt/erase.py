@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from dinosearch.adapt.views import default_cache_dir
+from dinosearch.adapt.view_cache import default_cache_dir
 from dinosearch.core.storage import pid_alive, read_json, remove_dir
 
 _LEFTOVER = re.compile(r"^\..+\.(tmp|deleting|old)-(\d+)$")

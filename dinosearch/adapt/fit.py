@@ -72,7 +72,7 @@ def _pool_loss(
     """Mean InfoNCE over batches of ``pairs`` of pool rows; ``step(loss)`` trains when given."""
     rows, va, partner, vb = (torch.from_numpy(p).to(pool.device) for p in pairs)
     total, count = 0.0, 0
-    for idx in _batches(len(rows), config.batch_size):
+    for idx in _batches(len(rows), config.pairs_per_step):
         i = torch.from_numpy(idx).to(pool.device)
         za = adapter(pool[rows[i], va[i]])  # (b, D)
         zb = adapter(pool[partner[i], vb[i]])  # (b, D)
@@ -161,9 +161,9 @@ def _fit(
     pool_t = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(device)  # (N, P, D)
     groups_t = torch.from_numpy(groups).to(device)
     steps = (
-        math.ceil(len(train_rows) / config.batch_size)
+        math.ceil(len(train_rows) / config.pairs_per_step)
         if online_epoch
-        else len(_batches(len(train_rows), config.batch_size))
+        else len(_batches(len(train_rows), config.pairs_per_step))
     )
     optimizer, step = _optimizer(adapter, config, steps)
     check = _Validation(adapter, pool, pool_t, val_rows, groups, groups_t, labels, ref_view, config)

@@ -1,6 +1,6 @@
 """The reference design's on-line training: fresh augmented views through the backbone every epoch.
 
-About 10x the cost of training on cached views (``views.py``); kept behind ``--online`` for very
+About 10x the cost of training on cached views (``view_cache.py``); kept behind ``--online`` for very
 large collections on a GPU, where caching K views per image would not fit.
 """
 
@@ -21,7 +21,7 @@ from dinosearch.adapt.augment import build_augment
 from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import Step
 from dinosearch.adapt.losses import info_nce
-from dinosearch.adapt.views import view_seed
+from dinosearch.adapt.view_cache import view_seed
 from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform
 from dinosearch.features.loader import ImageDataset, collate, default_workers, worker_init
@@ -49,12 +49,12 @@ def online_epoch(
             backbone,
             augment,
             seed=view_seed(config.seed, 1000 + epoch),
-            batch_size=config.batch_size,
+            batch_size=config.pairs_per_step,
             num_workers=config.num_workers,
             threads=threads,
         )
         total, count = 0.0, 0
-        steps = math.ceil(len(rows) / config.batch_size)
+        steps = math.ceil(len(rows) / config.pairs_per_step)
         for pos, feats in tqdm(
             fresh, desc=f"epoch {epoch}", total=steps, leave=False, disable=not progress
         ):  # feats (b, 2, D)

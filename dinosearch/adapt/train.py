@@ -19,8 +19,9 @@ from dinosearch.adapt.config import TrainConfig
 from dinosearch.adapt.fit import Fit, fit_adapter
 from dinosearch.adapt.online import online_epoch
 from dinosearch.adapt.pairs import split_by_group
-from dinosearch.adapt.views import compute_views
+from dinosearch.adapt.view_cache import compute_views
 from dinosearch.backbones import Backbone
+from dinosearch.core.groups import value_codes
 from dinosearch.core.lock import writing
 from dinosearch.core.metrics import join_labels
 from dinosearch.features.folder import FeatureSet, load_features
@@ -41,7 +42,7 @@ def _codes(records: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None or column not in records.columns:
         return None
     values = records[column].map(_hashable)
-    return pd.factorize(values, use_na_sentinel=True)[0].astype(np.int64)  # NaN → -1
+    return value_codes(values)[0]  # missing → groups.MISSING
 
 
 def _hashable(value: object) -> object:
@@ -114,6 +115,7 @@ def train_adapter(
     clean_features: FeatureSet | str | Path | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train an adapter for ``backbone`` on ``records``; save the best epoch's to ``out_dir``.
 
@@ -125,7 +127,8 @@ def train_adapter(
         config: see ``TrainConfig``.
         clean_features: a ``dinosearch embed`` output of these images (or its folder), reused as
             the clean view.
-        cache_dir: view cache root (default ``views.default_cache_dir()``).
+        record: the job's settings (``core.config.job_record``), kept in adapter.json.
+        cache_dir: view cache root (default ``view_cache.default_cache_dir()``).
         progress: show progress bars.
 
     Raises:
@@ -145,7 +148,7 @@ def train_adapter(
             seed=config.seed,
             cache_dir=cache_dir,
             clean_features=clean_features,
-            batch_size=config.extract_batch_size,
+            batch_size=config.batch_size,
             num_workers=config.num_workers,
             progress=progress,
         )
@@ -178,6 +181,7 @@ def train_adapter(
             metrics=metrics,
             backbone_info=backbone.info(),
             extra={"history.json": {"history": fit.history}},
+            config=record,
         )
         return TrainResult(
             fit.adapter,

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from dinosearch.app.catalog import IndexInfo, comparison_problem
+from dinosearch.core.env import env_str
 from dinosearch.core.metrics import split_labels
 from dinosearch.core.privacy import allowed_columns, parse_columns
 from dinosearch.core.viewer import viewer_template, viewer_url
@@ -69,17 +70,17 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> AppSettings:
     for flag in ("--indexes", "--reports", "--show-columns", "--viewer-url", "--archive"):
         p.add_argument(flag, default=None)
     args, _ = p.parse_known_args(list(argv))
-    indexes = Path(args.indexes or env.get("DINOSEARCH_INDEXES") or "indexes")
-    given = args.reports or env.get("DINOSEARCH_REPORTS")
+    indexes = Path(args.indexes or env_str("DINOSEARCH_INDEXES", env) or "indexes")
+    given = args.reports or env_str("DINOSEARCH_REPORTS", env)
     reports = [Path(given)] if given else [indexes.parent / "reports", Path("reports")]
     unique = tuple(dict.fromkeys(p.resolve() for p in reports))
-    shown = args.show_columns or env.get("DINOSEARCH_SHOW_COLUMNS") or ""
+    shown = args.show_columns or env_str("DINOSEARCH_SHOW_COLUMNS", env) or ""
     return AppSettings(
         indexes,
         unique,
         parse_columns(shown),
         viewer_template(args.viewer_url, env),
-        args.archive or env.get("DINOSEARCH_ARCHIVE") or None,
+        args.archive or env_str("DINOSEARCH_ARCHIVE", env) or None,
     )
 
 

@@ -42,6 +42,16 @@ class _Entry:
 
 _backbones: dict[str, _Entry] = {}
 _families: dict[str, _Entry] = {}  # keyed by prefix
+# The built-in families register themselves when imported (as timm's models/__init__ does); named
+# here, not imported, so that the registry and its families import one way only.
+BUILTIN = ("dinosearch.backbones.dinov2_timm", "dinosearch.backbones.openclip")
+
+
+def _builtin() -> None:
+    import importlib
+
+    for module in BUILTIN:
+        importlib.import_module(module)
 
 
 def _add(table: dict[str, _Entry], key: str, entry: _Entry) -> None:
@@ -75,16 +85,19 @@ def register_family(prefix: str, *, arg: str = "model", description: str = "") -
 
 def list_backbones() -> list[str]:
     """Known backbone names; families (e.g. ``openclip:<model>``) are in ``list_families``."""
+    _builtin()
     return sorted(_backbones)
 
 
 def list_families() -> list[str]:
     """How the names of each family are written, e.g. ``openclip:<model>``."""
+    _builtin()
     return sorted(entry.usage for entry in _families.values())
 
 
 def describe(name: str) -> str:
     """One line about a name from ``list_backbones`` or a family from ``list_families``."""
+    _builtin()
     for entry in (*_backbones.values(), *_families.values()):
         if name == entry.usage:
             return entry.description
@@ -98,6 +111,7 @@ def _known() -> str:
 
 def _lookup(name: str) -> tuple[BackboneFactory, str]:
     """The factory for ``name`` and the argument it receives (a family's rest of the name)."""
+    _builtin()
     if name in _backbones:
         return _backbones[name].factory, name
     prefixes = [p for p in _families if name.startswith(p)]

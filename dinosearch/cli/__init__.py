@@ -27,21 +27,89 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Light: the command modules import torch/faiss inside ``run``."""
     parser = argparse.ArgumentParser(
-        prog="dinosearch", description="Image search on domain-adapted DINOv2 embeddings."
+        prog="dinosearch",
+        description="Image search on domain-adapted DINOv2 embeddings.",
+        allow_abbrev=False,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(f"dinosearch.cli.{module}")
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            allow_abbrev=False,  # a mistyped flag is named, not silently taken for another
+        )
         mod.add_arguments(sub)
+        if name != "backbones":
+            sub.add_argument(
+                "--config",
+                default=None,
+                metavar="FILE",
+                help="run from a TOML file (its [" + name + "] table, or the whole file) or replay "
+                'the "config" block of a manifest.json / adapter.json / report.json; flags '
+                "given here override it",
+            )
         sub.set_defaults(run=mod.run)
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
+
+
+def _config_file(argv: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``argv`` (read before parsing: it sets the defaults)."""
+    for i, word in enumerate(argv):
+        if word == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith("--config="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _unknown(sub: argparse.ArgumentParser, extras: list[str]) -> str:
+    """ "unknown flag --epoch; did you mean --epochs?" for the first word argparse did not take."""
+    import difflib
+
+    word = extras[0]
+    if not word.startswith("-"):
+        return f"unexpected argument {word!r} (every value follows its flag; see --help)"
+    flag = word.split("=", 1)[0]
+    known = [s for a in sub._actions for s in a.option_strings]
+    hint = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    return f"unknown flag {flag}" + (f"; did you mean {hint[0]}?" if hint else "; see --help")
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (``--config FILE`` values as defaults); exit 2 with a one-line error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    command = next((w for w in argv if not w.startswith("-")), None)
+    sub = _subparser(parser, command) if command else None
+    path = _config_file(argv)
+    if sub is not None and path is not None:
+        from dinosearch.core.config_files import apply_defaults, read_config_file
+
+        try:
+            apply_defaults(sub, read_config_file(path, command or ""), f"--config {path}")
+        except (ValueError, FileNotFoundError) as e:
+            sub.error(str(e))
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        (sub or parser).error(_unknown(sub or parser, extras))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; user errors print one line (no traceback) and return 2."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, PermissionError) as e:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dinosearch.cli.common import add_backbone_arguments, add_runtime_arguments, backbone_from_args
-from dinosearch.features.folder import ENGINES, embed_images
+from dinosearch.core.config import add_config_arguments, config_from_args, job_record
+from dinosearch.features.config import EmbedConfig
 
 EXIT_CODES = (
     "exit status: 0 when images were embedded; 1 when none could be (the reason is printed); "
@@ -16,91 +16,64 @@ EXIT_CODES = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXIT_CODES
-    p.add_argument(
-        "--images", required=True, help="image folder (recursive) or CSV/Parquet manifest"
-    )
-    p.add_argument("--out", required=True, help="features folder to write")
-    p.add_argument("--path-column", default=None, help="manifest column holding image paths")
-    p.add_argument(
-        "--no-folder-labels", action="store_true", help="do not take labels from sub-folders"
-    )
-    p.add_argument(
-        "--limit", type=int, default=None, help="embed only the first N images (stable order)"
-    )
-    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (resume unit)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run, keeping its shards"
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="local",
-        help='local: this process; ray: a Ray Data pipeline of model replicas (pip install "dinosearch[ray]")',
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        help="--engine ray: the cluster to join (auto, ray://HEAD:10001); default: start a local one",
-    )
-    p.add_argument(
-        "--actors",
-        type=int,
-        default=None,
-        help="--engine ray: model replicas (default: one per GPU, else one per CPU)",
-    )
-    add_backbone_arguments(p)
-    add_runtime_arguments(p)
+    add_config_arguments(p, EmbedConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.engine == "local" and (args.address or args.actors):
-        raise ValueError("--address and --actors apply to --engine ray; add --engine ray")
-    backbone = backbone_from_args(args)
+    config = config_from_args(EmbedConfig, args)
+    from dinosearch.cli.common import backbone_from_config
+    from dinosearch.core.warnings import untrained_note
+    from dinosearch.features.folder import embed_images
+
+    backbone = backbone_from_config(config)
     if backbone.random_init:
-        print(
-            f"note: {backbone.name} is randomly initialised ({backbone.weights}): features are untrained"
-        )
+        print(untrained_note(backbone.fingerprint))
     result = embed_images(
-        args.images,
+        config.images,
         backbone,
-        args.out,
-        path_column=args.path_column,
-        label_from_folder=not args.no_folder_labels,
-        limit=args.limit,
-        shard_size=args.shard_size,
-        resume=args.resume,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        progress=not args.no_progress,
-        engine=args.engine,
-        address=args.address,
-        actors=args.actors,
+        config.out,
+        path_column=config.path_column,
+        label_from_folder=config.folder_labels,
+        limit=config.limit,
+        shard_size=config.shard_size,
+        resume=config.resume,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        progress=config.progress,
+        engine=config.engine,
+        address=config.address,
+        actors=config.actors,
+        config=job_record("embed", config),
     )
-    skipped = result.manifest["skipped"]
+    return _report(result.manifest, config, backbone.fingerprint)
+
+
+def _report(manifest: dict, config: EmbedConfig, fingerprint: str) -> int:  # type: ignore[type-arg]
+    skipped = manifest["skipped"]
     if skipped:
         import pandas as pd
 
-        listing = pd.read_csv(f"{args.out}/skipped.csv")
+        listing = pd.read_csv(f"{config.out}/skipped.csv")
         for path, reason in listing.itertuples(index=False):
             print(f"skipped {path}: {reason}")
-    warned = result.manifest.get("warnings", 0)
+    warned = manifest.get("warnings", 0)
     if warned:
         import pandas as pd
 
-        notes = pd.read_csv(f"{args.out}/warnings.csv")
+        notes = pd.read_csv(f"{config.out}/warnings.csv")
         for path, warning in notes.itertuples(index=False):
             print(f"warning {path}: {warning}")
-        print(f"{warned} images embedded with a warning (listed in {args.out}/warnings.csv)")
+        print(f"{warned} images embedded with a warning (listed in {config.out}/warnings.csv)")
     print(
-        f"embedded {result.manifest['count']} images ({result.manifest['dim']}-d, {backbone.fingerprint}), "
-        f"skipped {skipped} → {args.out}"
+        f"embedded {manifest['count']} images ({manifest['dim']}-d, {fingerprint}), "
+        f"skipped {skipped} → {config.out}"
     )
-    if result.manifest["count"] == 0:
+    if manifest["count"] == 0:
         why = (
             f"no image could be read ({skipped} skipped, each listed above with its reason "
-            f"and in {args.out}/skipped.csv)"
+            f"and in {config.out}/skipped.csv)"
             if skipped
-            else f"{args.images} lists no images"
+            else f"{config.images} lists no images"
         )
         print(f"dinosearch embed: nothing embedded: {why}", file=sys.stderr)
         return 1

@@ -42,6 +42,8 @@ def opt(
     cli: bool = True,
     negate: str | None = None,
     metavar: str | None = None,
+    nargs: str | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A config field with its command-line description.
 
@@ -55,6 +57,9 @@ def opt(
         cli: False for a setting that only ``--config`` and the library set.
         negate: for a bool defaulting to True, the flag that turns it off (e.g. ``--no-clean-view``).
         metavar: the value's name in ``--help``.
+        nargs: for a list field, argparse's ``nargs`` (e.g. ``"+"``: space-separated words) instead of
+            one comma-separated word.
+        repeat: for a list field, the flag is given once per item (argparse ``action="append"``).
     """
     meta = {
         "help": help,
@@ -65,6 +70,8 @@ def opt(
         "cli": cli,
         "negate": negate,
         "metavar": metavar,
+        "nargs": nargs,
+        "repeat": repeat,
     }
     if required and default is _MISSING and default_factory is _MISSING:
         default = None
@@ -113,8 +120,11 @@ def _maybe_none(parse: Any, optional: bool) -> Any:
     if not optional:
         return parse
 
+    # '' stays '' for a string (a column role's "off"); for a number it is None, like "none"
+    words = _NONE_WORDS[1:] if parse is str else _NONE_WORDS
+
     def parse_optional(text: str) -> Any:
-        return None if text.strip().lower() in _NONE_WORDS else parse(text)
+        return None if text.strip().lower() in words else parse(text)
 
     parse_optional.__name__ = getattr(parse, "__name__", "value")
     return parse_optional
@@ -149,7 +159,8 @@ def add_config_arguments(
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta.get("cli", True):  # no flag, but --config FILE may set it
+            parser.set_defaults(**{f.name: given.get(f.name, _default_of(f))})
             continue
         where = parser
         if meta.get("group"):
@@ -164,15 +175,20 @@ def add_config_arguments(
             continue
         parse, choices, many = _converter(hints[f.name], f.name)
         shown = ",".join(map(str, default)) if many and default else default
+        extra: dict[str, Any] = {"type": _list_of(parse) if many else parse}
+        if many and meta.get("nargs"):
+            extra = {"type": parse, "nargs": meta["nargs"]}
+        elif many and meta.get("repeat"):
+            extra = {"type": parse, "action": "append"}
         where.add_argument(
             *names,
             dest=f.name,
-            type=_list_of(parse) if many else parse,
             choices=None if many else choices,
             default=default,
             required=required,
             metavar=meta.get("metavar") or (None if choices else f.name.upper()),
             help=help_text + ("" if required else f" (default: {shown})"),
+            **extra,
         )
 
 
@@ -276,3 +292,25 @@ def _toml_value(value: Any) -> str:
     import json
 
     return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+def project(cls: type[C], config: Any, **overrides: Any) -> C:
+    """The config ``cls`` built from the same-named fields of ``config`` (a larger job's config),
+    then ``overrides``: how a job hands its part of the settings to a library function."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: v for k, v in to_dict(config).items() if k in names}
+    return cls(**{k: _freeze(v) for k, v in {**values, **overrides}.items()})
+
+
+def job_record(job: str, config: Any) -> dict[str, Any]:
+    """What an artefact's manifest records under ``"config"``: the job's name and every setting."""
+    return {"job": job, **to_dict(config)}
+
+
+def like(cls: type, name: str, **changes: Any) -> Any:
+    """A field declared as ``cls``'s field ``name`` (same help, flag, default), with ``changes``:
+    how a config that cannot inherit ``cls`` shares one of its settings without re-typing it."""
+    f = {g.name: g for g in dataclasses.fields(cls)}[name]
+    meta = {**f.metadata, **{k: v for k, v in changes.items() if k != "default"}}
+    default = changes.get("default", _default_of(f))
+    return dataclasses.field(default=default, metadata=meta)

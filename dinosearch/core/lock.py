@@ -16,7 +16,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-DEFAULT_TIMEOUT = float(os.environ.get("DINOSEARCH_LOCK_TIMEOUT", "600"))  # seconds
+from dinosearch.core.env import env_int
+
+DEFAULT_TIMEOUT = float(env_int("DINOSEARCH_LOCK_TIMEOUT"))  # seconds
 
 
 def lock_path(folder: Path) -> Path:

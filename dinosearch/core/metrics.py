@@ -60,60 +60,6 @@ def relevance(query_ind: np.ndarray, gallery_ind: np.ndarray) -> np.ndarray:
     return (query_ind.astype(np.float32) @ gallery_ind.T.astype(np.float32)) > 0
 
 
-def exclusion_mask(
-    query_ids: np.ndarray,
-    gallery_ids: np.ndarray,
-    query_groups: np.ndarray | None = None,
-    gallery_groups: np.ndarray | None = None,
-    query_strata: np.ndarray | None = None,
-    gallery_strata: np.ndarray | None = None,
-) -> np.ndarray:
-    """(Q, G) bool of gallery items a query must not see.
-
-    Excluded: the query itself (same id), items of its group (when groups are given; missing
-    groups, ``None``/NaN, match nothing), and, when strata are given, items of *other* strata
-    (within-stratum retrieval).
-    """
-    mask = np.asarray(query_ids)[:, None] == np.asarray(gallery_ids)[None, :]
-    if query_groups is not None and gallery_groups is not None:
-        qg, gg = _codes(query_groups, gallery_groups)
-        mask |= (qg[:, None] == gg[None, :]) & (qg[:, None] >= 0)
-    if query_strata is not None and gallery_strata is not None:
-        qs, gs = _codes(query_strata, gallery_strata)
-        mask |= qs[:, None] != gs[None, :]
-    return mask
-
-
-def _codes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shared integer codes for two arrays of values; missing values get -1."""
-    import pandas as pd
-
-    both = pd.concat([pd.Series(a, dtype=object), pd.Series(b, dtype=object)], ignore_index=True)
-    codes, _ = pd.factorize(both)  # NaN/None → -1
-    return codes[: len(a)], codes[len(a) :]
-
-
-def drop_excluded(ranked: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
-    """Remove excluded items from each ranked list, keep order, truncate/pad (-1) to k.
-
-    Args:
-        ranked: (Q, L) gallery positions, e.g. from an over-fetched FAISS search.
-        excluded: (Q, G) bool from ``exclusion_mask``.
-    Raises:
-        ValueError: a list ran out of items although more eligible items exist (fetch more).
-    """
-    out = np.full((len(ranked), k), -1, dtype=np.int64)
-    for q, row in enumerate(np.asarray(ranked)):
-        kept = [g for g in row if g >= 0 and not excluded[q, g]][:k]
-        if len(kept) < k and len(row) and row[-1] >= 0 and (~excluded[q]).sum() > len(kept):
-            raise ValueError(
-                f"query {q}: only {len(kept)} of k={k} items left after exclusion; fetch more than "
-                f"{len(row)} neighbours"
-            )
-        out[q, : len(kept)] = kept
-    return out
-
-
 def count_relevant(relevant: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """(Q, G) bool, (Q, G) bool → (Q,) number of relevant eligible gallery items."""
     return (relevant & ~excluded).sum(axis=1)
@@ -172,11 +118,6 @@ def _knn_correct(items: np.ndarray, query_ind: np.ndarray) -> np.ndarray:
     pred = score.argmax(axis=1)
     correct = query_ind[np.arange(q), pred] & (votes.max(axis=1) > 0)
     return correct.astype(np.float64)
-
-
-def summarize(per_query: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean of each per-query metric over queries where it is defined."""
-    return {name: nanmean(values) for name, values in per_query.items()}
 
 
 def per_label(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dinosearch.core.env import env_str
+
 SAFE_COLUMNS = ("label", "view", "source_repo")
 ALWAYS_SHOWN = ("rank", "score")  # not metadata: where a result stands
 SHOW_COLUMNS_ENV = "DINOSEARCH_SHOW_COLUMNS"
@@ -32,7 +34,7 @@ def allowed_columns(show_columns: Sequence[str]) -> tuple[str, ...]:
 
 def hide_identifiers_from_env(env: Mapping[str, str]) -> bool:
     """Whether ``DINOSEARCH_HIDE_IDENTIFIERS`` asks for the app's privacy rule."""
-    return env.get(HIDE_IDENTIFIERS_ENV, "").strip().lower() in _YES
+    return (env_str(HIDE_IDENTIFIERS_ENV, env) or "").strip().lower() in _YES
 
 
 def visible_record(record: Mapping[str, Any], show_columns: Sequence[str]) -> dict[str, Any]:

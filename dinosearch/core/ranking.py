@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dinosearch.core import metrics
+from dinosearch.core.groups import exclusion_mask
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Side:
 
 def _excluded(query: Side, gallery: Side, rows: slice, within_strata: bool) -> np.ndarray:
     q = query.take(np.arange(len(query.ids))[rows])
-    return metrics.exclusion_mask(
+    return exclusion_mask(
         q.ids,
         gallery.ids,
         q.groups,

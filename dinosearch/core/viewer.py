@@ -9,18 +9,19 @@ metadata value, URL-quoted; a row without that value gets no link. Only http(s) 
 from __future__ import annotations
 
 import math
-import os
 import string
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from dinosearch.core.env import env_str
+
 VIEWER_ENV = "DINOSEARCH_VIEWER_URL"
 
 
-def viewer_template(given: str | None = None, env: Mapping[str, str] = os.environ) -> str | None:
+def viewer_template(given: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
     """The template from ``given`` or ``DINOSEARCH_VIEWER_URL`` (None: no links), checked."""
-    template = given or env.get(VIEWER_ENV) or None
+    template = given or env_str(VIEWER_ENV, env) or None
     if template is None:
         return None
     if urlsplit(template).scheme not in ("http", "https"):

@@ -19,6 +19,7 @@ from dinosearch.core.metrics import headline_k
 from dinosearch.core.ranking import Side, eligibility, rank_exact
 from dinosearch.evaluate.baselines import baseline_vectors
 from dinosearch.evaluate.bootstrap import bootstrap
+from dinosearch.evaluate.config import KS, N_BOOT
 
 BASELINES = ("raw", "centred", "whitened")
 
@@ -63,8 +64,8 @@ def evaluate(
     groups: Sequence[object] | None = None,
     strata: Sequence[object] | None = None,
     query_mask: np.ndarray | None = None,
-    ks: Sequence[int] = (1, 5, 10, 20),
-    n_boot: int = 1000,
+    ks: Sequence[int] = KS,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     whiten_dim: int | None = None,
 ) -> dict[str, Any]:
@@ -93,18 +94,9 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise ValueError(f"k values must be positive integers, got {ks}")
     indicator, names = metrics.label_indicator(labels)
-    labelled = indicator.any(axis=1)
-    if query_mask is None:
-        query_rows = gallery_rows = np.flatnonzero(labelled)
-    else:
-        query_mask = np.asarray(query_mask, dtype=bool)
-        query_rows = np.flatnonzero(query_mask & labelled)
-        gallery_rows = np.flatnonzero(~query_mask & labelled)
-    if len(query_rows) == 0 or len(gallery_rows) == 0:
-        raise ValueError(
-            f"no labelled {'queries' if len(query_rows) == 0 else 'gallery items'}: "
-            "check --label-column and the query selection"
-        )
+    query_rows, gallery_rows = _query_and_gallery_rows(
+        np.asarray(indicator.any(axis=1)), query_mask
+    )
     side = Side(
         np.asarray(ids if ids is not None else np.arange(n)).astype(str),
         indicator,
@@ -145,6 +137,24 @@ def evaluate(
             seed=seed,
         )
     return result
+
+
+def _query_and_gallery_rows(
+    labelled: np.ndarray, query_mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, gallery) row numbers among the labelled (N,) rows: leave-one-out when no mask."""
+    if query_mask is None:
+        query_rows = gallery_rows = np.flatnonzero(labelled)
+    else:
+        query_mask = np.asarray(query_mask, dtype=bool)
+        query_rows = np.flatnonzero(query_mask & labelled)
+        gallery_rows = np.flatnonzero(~query_mask & labelled)
+    if len(query_rows) == 0 or len(gallery_rows) == 0:
+        raise ValueError(
+            f"no labelled {'queries' if len(query_rows) == 0 else 'gallery items'}: "
+            "check --label-column and the query selection"
+        )
+    return query_rows, gallery_rows
 
 
 def _strata_report(

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dinosearch.evaluate.config import N_BOOT
+
 
 def bootstrap(
     per_method: dict[str, dict[str, np.ndarray]],
     groups: np.ndarray | None,
     comparisons: Sequence[tuple[str, str]],
     *,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, dict[str, dict[str, float]]]:

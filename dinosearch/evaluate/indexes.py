@@ -7,6 +7,7 @@ keep no exact vectors, and the whitening baseline needs the backbone's raw featu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import Role, resolve_roles
 from dinosearch.core.runtime import package_version
 from dinosearch.evaluate.ab import evaluate
+from dinosearch.evaluate.config import KS, N_BOOT
 from dinosearch.evaluate.report import summary, write_report
 from dinosearch.index import IndexHandle, open_index
 from dinosearch.index.handle import iter_sources
@@ -34,20 +36,20 @@ def evaluate_indexes(
     stratify_column: str | None = None,
     ks: list[int] | None = None,
     queries: str | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     whiten_dim: int | None = None,
     features: str | Path | None = None,
     adapter: str | Path | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], str]:
+    config: dict[str, Any] | None = None,
+) -> EvalResult:
     """Evaluate raw vs adapted on the images both indexes hold; write the report to ``out``.
 
     Args:
         label_column, group_column, stratify_column: ``core.columns`` roles (None: the default
             when present; '' switches a role off).
         features, adapter: folders to read instead of those the manifests name (moved folders).
-    Returns:
-        (result, meta, the summary text the terminal shows).
+        config: the job's settings (``core.config.job_record``), recorded in report.json.
     """
     raw, adapted = open_index(raw_dir), open_index(adapted_dir)
     _check_pair(raw, adapted)
@@ -66,16 +68,26 @@ def evaluate_indexes(
         groups=None if group is None else md[group].to_numpy(dtype=object),
         strata=None if stratum is None else md[stratum].to_numpy(dtype=object),
         query_mask=_query_mask(md, queries),
-        ks=ks or [1, 5, 10, 20],
+        ks=ks or list(KS),
         n_boot=n_boot,
         seed=seed,
         whiten_dim=whiten_dim,
     )
     result["stratify_column"] = stratum
     meta = _meta(raw, adapted, roles, queries, source, whiten_dim, n_boot, seed)
-    folder = write_report(result, meta, out)
+    folder = write_report(result, meta, out, config)
     text = summary(result, meta) + f"\nfull report: {folder}/report.md, plot: {folder}/report.png"
-    return result, meta, text
+    return EvalResult(result, meta, text, folder)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What ``evaluate_indexes`` measured and wrote."""
+
+    metrics: dict[str, Any]  # per method: overall/per-stratum precision, recall, mAP with CIs
+    meta: dict[str, Any]  # the indexes, column roles, protocol
+    text: str  # the summary the terminal shows
+    folder: Path  # report.json, report.md, report.png
 
 
 def _check_pair(raw: IndexHandle, adapted: IndexHandle) -> None:

@@ -28,19 +28,26 @@ UNTRAINED_NOTE = (
 )
 
 
-def write_report(result: dict[str, Any], meta: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write report.json (``meta`` + ``result``), report.md and report.png as the folder ``out_dir``.
+def write_report(
+    result: dict[str, Any],
+    meta: dict[str, Any],
+    out_dir: str | Path,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Write report.json (``meta`` + ``result`` + the job's ``config``), report.md and report.png
+    as the folder ``out_dir``.
 
     The three are written in ``.OUT.tmp-PID`` and swapped in whole (``replace_dir``), under the
     folder's writer lock: a kill, a failing plot or a full disk leaves the previous report whole.
     """
     out = Path(out_dir)
     staged = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    record = {"meta": meta, "result": result, **({"config": config} if config else {})}
     with writing(out, "eval"):
         remove_dir(staged)
         staged.mkdir(parents=True)
         try:
-            write_json(staged / "report.json", _no_nan({"meta": meta, "result": result}))
+            write_json(staged / "report.json", _no_nan(record))
             _write_text(staged / "report.md", markdown(result, meta))
             plot(result, meta, staged / "report.png")
             replace_dir(staged, out)

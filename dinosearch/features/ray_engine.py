@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.features.extract import extract_features
-from dinosearch.features.folder import shard_path, write_shard
 from dinosearch.features.remote import fetch, temporary_folder
+from dinosearch.features.shards import shard_path, write_shard
 
 
 class Embedder:
@@ -164,7 +164,7 @@ def _collect(
 
 
 def _save(parts: list[dict[str, np.ndarray]], shard: Path) -> None:
-    """Rows of one shard (any order) → ``folder.write_shard`` in position order."""
+    """Rows of one shard (any order) → ``shards.write_shard`` in position order."""
     position = np.concatenate([p["position"] for p in parts]).astype(np.int64)
     features = np.concatenate([p["features"] for p in parts])
     reason = np.concatenate([p["reason"] for p in parts]).astype(str)

@@ -29,7 +29,7 @@ def train_size(kind: str, p: dict[str, Any], n: int) -> int:
     return min(n, max(per_list, 64 * 2 ** int(p.get("nbits", 8)), 65_536))
 
 
-def build(
+def build_faiss(
     kind: str,
     p: dict[str, Any],
     dim: int,
@@ -74,7 +74,7 @@ def train_add(
 ) -> tuple[faiss.Index, str]:
     """``build`` from (N, D) vectors already in memory (trained on a sample of them)."""
     train = sample(vectors, train_size(kind, p, len(vectors)))
-    return build(kind, p, vectors.shape[1], train, lambda: iter([vectors]), use_gpu)
+    return build_faiss(kind, p, vectors.shape[1], train, lambda: iter([vectors]), use_gpu)
 
 
 def set_search_params(index: faiss.Index, p: dict[str, Any]) -> None:

@@ -15,15 +15,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dinosearch.adapt.adapter import load_adapter
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
 from dinosearch.core.lock import writing
 from dinosearch.core.runtime import package_version
 from dinosearch.features.folder import FeatureSet, load_features
-from dinosearch.index.assemble import Chunks, build, train_size
-from dinosearch.index.choose import INDEX_TYPES, IndexType, choose_index, estimate_bytes
+from dinosearch.index.assemble import Chunks, build_faiss, train_size
+from dinosearch.index.choose import choose_index, estimate_bytes
+from dinosearch.index.config import INDEX_TYPES, IndexType
 from dinosearch.index.files import concat_rows, write_version
-from dinosearch.index.handle import IndexHandle, load_index_adapter, open_index
+from dinosearch.index.handle import IndexHandle, open_index
 from dinosearch.index.knn import add_vectors, sample
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ def build_index(
     use_gpu: bool | None = None,
     keep: int = 3,
     name: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> IndexHandle:
     """Embed stored features (through ``adapter_dir`` when given), index them, publish a new version.
 
@@ -68,6 +71,8 @@ def build_index(
             ef_construction, ef_search).
         use_gpu: None builds on the GPU when faiss sees one; False never; True requires one.
         keep: how many published versions to keep.
+        config: the job's settings (``core.config.job_record``), recorded in manifest.json
+            (a new index only; an append keeps the first build's).
 
     Raises:
         ValueError: empty features, bad index type, adapter/backbone mismatch, duplicate ids on append.
@@ -77,7 +82,11 @@ def build_index(
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     features_dir, out = Path(features_dir).resolve(), Path(out_dir)
     fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
-    adapter = load_index_adapter(adapter_dir, fs.fingerprint)
+    adapter = (
+        None
+        if adapter_dir is None
+        else load_adapter(adapter_dir, backbone_fingerprint=fs.fingerprint)
+    )
     table = _metadata_table(features_dir / "metadata.parquet")
     source = {
         "path": str(features_dir),
@@ -110,6 +119,7 @@ def build_index(
             use_gpu,
             keep,
             name,
+            config,
         )
 
 
@@ -126,6 +136,7 @@ def _build_new(
     use_gpu: bool | None,
     keep: int,
     name: str | None,
+    config: dict[str, Any] | None,
 ) -> IndexHandle:
     """A fresh index of all of ``fs``'s vectors, published as the next version (lock held)."""
     features_dir = Path(source["path"])
@@ -134,7 +145,9 @@ def _build_new(
     dim = adapter.out_dim if adapter is not None else int(fs.features.shape[1])
     kind, chosen = choose_index(len(fs.features), dim, index_type, memory_budget_gb, params)
     train = to_vectors(sample(fs.features, train_size(kind, chosen, len(fs.features))), adapter)
-    index, built_on = build(kind, chosen, dim, train, vector_chunks(fs.features, adapter), use_gpu)
+    index, built_on = build_faiss(
+        kind, chosen, dim, train, vector_chunks(fs.features, adapter), use_gpu
+    )
     del train
     manifest = {
         "kind": "index",
@@ -154,6 +167,7 @@ def _build_new(
         "params": chosen,
         "estimated_memory_gb": round(estimate_bytes(kind, index.ntotal, dim, chosen) / 2**30, 3),
         "built_on": built_on,
+        **({"config": config} if config else {}),
     }
     return write_version(out, index, table, manifest, keep)
 

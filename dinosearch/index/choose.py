@@ -10,12 +10,10 @@ hours on a few cores. Here a compressed index keeps a second, finer copy of ever
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
-IndexType = Literal["auto", "flat", "ivf-flat", "ivf-pq", "hnsw"]
-INDEX_TYPES = ("auto", "flat", "ivf-flat", "ivf-pq", "hnsw")
-Refine = Literal["flat", "fp16", "sq8", "none"]
-REFINES = ("flat", "fp16", "sq8", "none")
+from dinosearch.index.config import REFINES, IndexType
+
 EXACT_MAX = 250_000  # "auto" searches exactly up to here: a flat scan of 250k × 384-d is a few ms
 # Parameters a search may change without rebuilding (faiss's ParameterSpace names in ``handle``).
 SEARCH_PARAMS = ("nprobe", "k_factor", "ef_search")

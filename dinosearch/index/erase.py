@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from dinosearch.core.storage import pid_alive
 from dinosearch.features.folder import load_features
-from dinosearch.index.assemble import build
+from dinosearch.index.assemble import build_faiss
 from dinosearch.index.files import write_version
 from dinosearch.index.handle import IndexHandle, open_index
 from dinosearch.index.publish import VERSIONS, list_versions, prune
@@ -93,7 +93,9 @@ def drop_vectors(handle: IndexHandle, rows: np.ndarray) -> faiss.Index:
         vectors = index.reconstruct_n(0, index.ntotal)[keep]  # HNSW,Flat stores them exactly
         empty = np.empty((0, index.d), np.float32)
         params = handle.manifest["params"]
-        rebuilt, _ = build("hnsw", params, index.d, empty, lambda: iter([vectors]), use_gpu=False)
+        rebuilt, _ = build_faiss(
+            "hnsw", params, index.d, empty, lambda: iter([vectors]), use_gpu=False
+        )
         return rebuilt
     if isinstance(index, faiss.IndexRefine):
         _remove_ivf(faiss.downcast_index(index.base_index), rows)

@@ -98,14 +98,22 @@ class IndexHandle:
         info = self.manifest.get("adapter")
         if not info:
             return None
+        from dinosearch.adapt.adapter import load_adapter
+
         where = path if path is not None else info["path"]
-        adapter = load_index_adapter(where, self.backbone_fingerprint)
-        if adapter is not None and adapter.fingerprint != info["fingerprint"]:
-            raise ValueError(
-                f"adapter {where} is now {adapter.fingerprint} but {self.manifest_path} was built "
-                f"with {info['fingerprint']}; pass --adapter with that adapter, or rebuild the index"
+        try:
+            return load_adapter(
+                where,
+                backbone_fingerprint=self.backbone_fingerprint,
+                fingerprint=info["fingerprint"],
             )
-        return adapter
+        except ValueError as e:
+            if "was expected" not in str(e):
+                raise
+            raise ValueError(
+                f"adapter {where} changed since {self.manifest_path} was built with "
+                f"{info['fingerprint']}; pass --adapter with that adapter, or rebuild the index"
+            ) from e
 
     def rows(self, ids: np.ndarray) -> pd.DataFrame:
         """Metadata rows of vector ``ids`` (k,), in that order; only those rows are converted."""
@@ -145,17 +153,6 @@ class IndexHandle:
                 self.index.make_direct_map()
             return self.index.reconstruct_n(0, self.index.ntotal)
         return recompute_vectors(self.manifest, self.load_adapter())
-
-
-def load_index_adapter(
-    adapter_dir: str | Path | None, backbone_fingerprint: str
-) -> DomainAdapter | None:
-    """The adapter at ``adapter_dir`` (None → None), refused if trained on another backbone."""
-    if adapter_dir is None:
-        return None
-    from dinosearch.adapt.adapter import load_adapter
-
-    return load_adapter(adapter_dir, backbone_fingerprint=backbone_fingerprint)
 
 
 def open_index(

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from dinosearch.core.env import env_str
 from dinosearch.inputs.errors import ArchiveError, ImageReadError
 
 SCHEME = "dicomweb+"
@@ -66,7 +67,7 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
+    raw = (env_str(name) or "").strip()
     try:
         value = float(raw) if raw else default
     except ValueError:
@@ -92,11 +93,11 @@ def _session(pid: int) -> Any:
     from urllib3.util.retry import Retry
 
     session = requests.Session()
-    token = os.environ.get(TOKEN_ENV)
+    token = env_str(TOKEN_ENV)
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
-    elif os.environ.get(USER_ENV):
-        session.auth = (os.environ[USER_ENV], os.environ.get(PASSWORD_ENV, ""))
+    elif user := env_str(USER_ENV):
+        session.auth = (user, env_str(PASSWORD_ENV) or "")
     retries = int(_env_float(RETRIES_ENV, 3))
     retry = Retry(
         total=retries,
@@ -130,9 +131,7 @@ def _get(url: str, params: dict[str, Any] | None = None, accept: str = "") -> An
             "again (embed: with --resume)"
         ) from e
     if response.status_code in (401, 403):
-        given = (
-            TOKEN_ENV if os.environ.get(TOKEN_ENV) else USER_ENV if os.environ.get(USER_ENV) else ""
-        )
+        given = TOKEN_ENV if env_str(TOKEN_ENV) else USER_ENV if env_str(USER_ENV) else ""
         why = f"the credentials in {given} were refused" if given else CREDENTIAL_HELP
         raise ArchiveError(f"{url.split('?')[0]}: {response.status_code} from the archive; {why}")
     if response.status_code >= 500:

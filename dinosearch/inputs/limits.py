@@ -1,7 +1,7 @@
 """Input limits: the one place that bounds what reading one image may cost (memory, time, file types).
 
-Each limit is a module constant read once at import from an environment variable, so a deployment
-can change it without code (``DINOSEARCH_MAX_IMAGE_PIXELS=200000000 dinosearch embed ...``).
+Each limit is a module constant read once at import from an environment variable (``core.env``), so
+a deployment can change it without code (``DINOSEARCH_MAX_IMAGE_PIXELS=200000000 dinosearch embed``).
 """
 
 from __future__ import annotations
@@ -10,46 +10,30 @@ import os
 import stat
 from typing import BinaryIO
 
-MiB = 1024 * 1024
+from dinosearch.core.env import env_int
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(
-            f"{name}={raw!r} is not a positive integer; unset it or give e.g. {default}"
-        )
-    return value
-
-
-MAX_IMAGE_PIXELS = _env_int("DINOSEARCH_MAX_IMAGE_PIXELS", 100_000_000)
+MAX_IMAGE_PIXELS = env_int("DINOSEARCH_MAX_IMAGE_PIXELS")
 """Width × height of the stored image (declared, before decoding); 100 Mpx is far past any film."""
 
-MAX_ASPECT_RATIO = _env_int("DINOSEARCH_MAX_ASPECT_RATIO", 20)
+MAX_ASPECT_RATIO = env_int("DINOSEARCH_MAX_ASPECT_RATIO")
 """Long side / short side. Backbones resize the short side to S, so the long side after resizing
 stays ≤ S × this (518 × 20 = 10,360 px at the largest input); a stitched full-spine film is ~1:5."""
 
-MAX_FILE_BYTES = _env_int("DINOSEARCH_MAX_FILE_BYTES", 256 * MiB)
+MAX_FILE_BYTES = env_int("DINOSEARCH_MAX_FILE_BYTES")
 """Size of one image file or upload (an uncompressed 100 Mpx 16-bit DICOM is 200 MB); only regular
 files are read at all."""
 
-MAX_DICOM_DECODED_BYTES = _env_int("DINOSEARCH_MAX_DICOM_DECODED_BYTES", 256 * MiB)
+MAX_DICOM_DECODED_BYTES = env_int("DINOSEARCH_MAX_DICOM_DECODED_BYTES")
 """Declared Rows × Columns × SamplesPerPixel × BitsAllocated / 8 of the frame decoded, and the most
 a Deflated-transfer-syntax dataset may inflate to (bounded inflate: a zip bomb stops there)."""
 
-MAX_DECODED_BYTES = _env_int("DINOSEARCH_MAX_DECODED_BYTES", 384 * MiB)
+MAX_DECODED_BYTES = env_int("DINOSEARCH_MAX_DECODED_BYTES")
 """What decoding one PNG/JPEG/TIFF may hold at once, estimated from its header before decoding: the
 decoded image as Pillow stores it (1 byte a pixel for L/P, 2 for 16-bit, 4 for RGB/RGBA/LA/CMYK/32-bit),
 plus the 8-bit L/RGB result when it must be converted, plus a rotated copy for an EXIF orientation.
 A JPEG over it is decoded at 1/2, 1/4 or 1/8 size; anything else is refused."""
 
-MAX_MANIFEST_BYTES = _env_int("DINOSEARCH_MAX_MANIFEST_BYTES", 1024 * MiB)
+MAX_MANIFEST_BYTES = env_int("DINOSEARCH_MAX_MANIFEST_BYTES")
 """Size of a CSV/Parquet image manifest (10 million rows of paths and labels fit well within it)."""
 
 

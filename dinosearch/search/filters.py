@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinosearch.core.groups import MISSING, value_codes
 from dinosearch.index.handle import IndexHandle
 from dinosearch.search.where import check_where, where_mask
 
@@ -94,12 +95,10 @@ class RowFilters:
         column, value = exclude
         col = self._column(column)
         if column not in self._groups:
-            codes, uniques = pd.factorize(col, use_na_sentinel=True)
-            self._groups[column] = (
-                np.where(codes < 0, -3, codes),
-                {v: i for i, v in enumerate(uniques)},
-            )
-        codes, lookup = self._groups[column]  # missing group values (code -3) never match a query
+            codes = value_codes(col)[0]  # missing values: MISSING, which matches nothing
+            known = codes >= 0
+            self._groups[column] = (codes, dict(zip(col[known], codes[known], strict=True)))
+        codes, lookup = self._groups[column]
         values = (
             list(value) if isinstance(value, list | tuple | np.ndarray | pd.Series) else [value] * b
         )
@@ -107,7 +106,8 @@ class RowFilters:
             raise ValueError(
                 f"exclude_group has {len(values)} values for {b} queries; give one per query"
             )
-        return codes, np.array([lookup.get(_coerce(v, col), -2) for v in values], dtype=np.int64)
+        query = [lookup.get(_coerce(v, col), MISSING) for v in values]
+        return codes, np.array(query, dtype=np.int64)
 
     def codes(self, column: str) -> np.ndarray:
         """(N,) int64 code of each row's ``column`` value (missing values: -1, each its own case)."""

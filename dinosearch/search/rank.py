@@ -9,6 +9,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from dinosearch.core.groups import same_group
 from dinosearch.index.handle import IndexHandle
 
 Hits = list[tuple[np.ndarray, np.ndarray]]  # per query: (ids (n,) int64, scores (n,) float32)
@@ -39,7 +40,7 @@ def deep_search(
             keep &= allowed[np.maximum(ids, 0)]
         if groups is not None:
             codes, query_codes = groups
-            keep &= codes[np.maximum(ids, 0)] != query_codes[todo, None]
+            keep &= ~same_group(query_codes[todo, None], codes[np.maximum(ids, 0)])
         enough = keep.sum(1) >= k
         if distinct is not None:
             enough = np.array([_cases(distinct[i[h]]) >= k for i, h in zip(ids, keep, strict=True)])
@@ -72,7 +73,7 @@ def _search_allowed(
         keep = np.ones(len(rows), dtype=bool)
         if groups is not None:
             codes, query_codes = groups
-            keep = ~((codes[rows] == query_codes[b]) & (query_codes[b] >= 0))
+            keep = ~same_group(query_codes[b : b + 1], codes[rows])[0]
         cand, s = rows[keep], scores[keep]
         top = np.lexsort((cand, -s))[:k]
         out.append((cand[top].astype(np.int64), s[top].astype(np.float32)))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 Box = tuple[float, float, float, float]
 RegionMethod = Literal["crop", "tokens"]
-REGION_METHODS: tuple[str, ...] = ("crop", "tokens")
+REGION_METHODS: tuple[str, ...] = ("crop", "tokens")  # also search/config.py (kept light)
 
 
 def parse_box(text: str | Sequence[float]) -> Box:

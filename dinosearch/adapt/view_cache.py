@@ -28,6 +28,7 @@ import pandas as pd
 from dinosearch.adapt.augment import build_augment
 from dinosearch.backbones import Backbone
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
+from dinosearch.core.env import cache_root
 from dinosearch.core.storage import read_json, replace_dir, write_json
 from dinosearch.features.extract import extract_features
 from dinosearch.features.folder import FeatureSet
@@ -52,8 +53,7 @@ class ViewSet:
 
 def default_cache_dir() -> Path:
     """``$DINOSEARCH_CACHE/views``, else ``~/.cache/dinosearch/views``."""
-    root = os.environ.get("DINOSEARCH_CACHE") or Path.home() / ".cache" / "dinosearch"
-    return Path(root) / "views"
+    return cache_root() / "views"
 
 
 def view_seed(seed: int, view: int) -> int:
@@ -83,6 +83,26 @@ def _folder(cache_dir: Path, key: dict[str, Any], backbone: Backbone) -> Path:
         "clean" if key["seed"] == CLEAN_SEED else f"{key['preset']}-k{key['views']}-s{key['seed']}"
     )
     return cache_dir / f"{backbone.name}-{what}-{digest}"
+
+
+def views_cached(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    cache_dir: str | Path | None,
+    *,
+    preset: str,
+    views: int,
+    seed: int,
+    hflip: bool | None,
+) -> bool:
+    """Whether ``compute_views`` would find these augmented views in the cache (no backbone pass).
+
+    A change of backbone, image size, images, preset, flips, K or seed needs new views."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = cache_key(
+        backbone, records_fingerprint(records), preset=preset, views=views, seed=seed, hflip=hflip
+    )
+    return _read_cache(_folder(cache, key, backbone), key) is not None
 
 
 def _read_cache(
