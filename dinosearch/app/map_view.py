@@ -35,6 +35,14 @@ def remember(result: compare.SideBySideResult, query_row: int | None) -> None:
     }
 
 
+def take_pick(count: int) -> None:
+    """Before the query picker is drawn: a clicked film (row < ``count``) becomes the query."""
+    picked = st.session_state.pop(PICK, None)
+    if picked is not None and 0 <= picked < count:
+        st.session_state["query-source"] = "Pick from the collection"
+        st.session_state["query-row"] = int(picked)
+
+
 def _picked(key: str) -> None:
     """Chart callback: the clicked point's row becomes the query (a collection pick)."""
     points = (st.session_state.get(key) or {}).get("selection", {}).get("pick", [])

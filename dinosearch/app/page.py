@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -106,10 +106,7 @@ def query_input(
     pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool, archive: str | None = None
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
-    picked = st.session_state.pop(map_view.PICK, None)  # a film clicked on the Map tab
-    if picked is not None and 0 <= picked < len(metadata):
-        st.session_state["query-source"] = "Pick from the collection"
-        st.session_state["query-row"] = int(picked)
+    map_view.take_pick(len(metadata))  # a film clicked on the Map tab becomes the query
     sources = ["Upload a film", "Pick from the collection"] + ["A film in the archive"] * bool(
         archive
     )
@@ -163,6 +160,34 @@ def collection_choice(metadata: pd.DataFrame, i: int, show_id: bool) -> str:
     return f"{name} · {cut(metadata['label'].iat[i], 40)}"
 
 
+def ask(
+    pair: compare.SideBySide,
+    query: dict[str, Any],
+    options: Options,
+    region: tuple[float, float, float, float] | None,
+    marks: dict[str, tuple[list[str], list[str]]] | None,
+) -> tuple[compare.SideBySideResult, float]:
+    """Both columns' results with every refinement asked for, and how long that took (s)."""
+    start = time.perf_counter()
+    refine = options.refine
+    result = pair.query(
+        query["image"],
+        options.k,
+        filters=refine.filters or None,
+        exclude_group=query["exclude"],
+        region=region,
+        feedback=marks,
+        collapse="patient_id" if refine.per_patient else None,
+        diversity=refine.diversity,
+    )
+    took = time.perf_counter() - start
+    refine_view.remember_shown(query["name"], result)
+    map_view.remember(result, query["row"])
+    for side in (result.raw, result.adapted):
+        compare.add_viewer_links(side.rows, options.viewer_url)
+    return result, took
+
+
 def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Options) -> None:
     top = st.columns([3, 2, 4], gap="large")
     with top[0]:
@@ -183,23 +208,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
         if region is not None:
             render.show_region(query["image"], region)
     marks = refine_view.feedback_for(query["name"])
-    start = time.perf_counter()
-    ask = options.refine
-    result = pair.query(
-        query["image"],
-        options.k,
-        filters=ask.filters or None,
-        exclude_group=query["exclude"],
-        region=region,
-        feedback=marks,
-        collapse="patient_id" if ask.per_patient else None,
-        diversity=ask.diversity,
-    )
-    took = time.perf_counter() - start
-    refine_view.remember_shown(query["name"], result)
-    map_view.remember(result, query["row"])
-    for side in (result.raw, result.adapted):
-        compare.add_viewer_links(side.rows, options.viewer_url)
+    result, took = ask(pair, query, options, region, marks)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
@@ -207,30 +216,17 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
     why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
-    left, right = st.columns(2, gap="large")
-    with left:
-        render.show_results(
-            "Raw backbone",
-            result.raw,
-            shared,
-            options.columns,
-            "raw",
-            options.show_id,
-            marks=refine_view.marks_key("raw"),
-        )
-        render.show_why(why, "raw", result.raw, query["image"], options.show_id)
-    with right:
-        title = f"Adapted (adapter {info.adapted.adapter})"
-        render.show_results(
-            title,
-            result.adapted,
-            shared,
-            options.columns,
-            "adapted",
-            options.show_id,
-            marks=refine_view.marks_key("adapted"),
-        )
-        render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
+    titles = ("Raw backbone", f"Adapted (adapter {info.adapted.adapter})")
+    found = (result.raw, result.adapted)
+    columns = st.columns(2, gap="large")
+    sides: tuple[Literal["raw", "adapted"], ...] = ("raw", "adapted")
+    for cell, side, title, hits in zip(columns, sides, titles, found, strict=True):
+        with cell:
+            marks_key = refine_view.marks_key(side)
+            render.show_results(
+                title, hits, shared, options.columns, side, options.show_id, marks=marks_key
+            )
+            render.show_why(why, side, hits, query["image"], options.show_id)
 
 
 def run(settings: compare.AppSettings) -> None:

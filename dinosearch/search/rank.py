@@ -87,6 +87,19 @@ def _flat_rows(handle: IndexHandle, rows: np.ndarray) -> np.ndarray:
     return stored.reshape(index.ntotal, index.d)[rows]
 
 
+def row_vectors(handle: IndexHandle, rows: np.ndarray, every: np.ndarray | None) -> np.ndarray:
+    """(n, D) vectors of ``rows``: reconstructed from an index that stores them, else ``every``[rows]."""
+    rows = np.asarray(rows, dtype=np.int64)
+    index = handle.index
+    if every is not None:
+        return every[rows]
+    if isinstance(index, faiss.IndexIVF):
+        index.make_direct_map()
+    if not len(rows):
+        return np.zeros((0, handle.dim), dtype=np.float32)
+    return np.stack([index.reconstruct(int(i)) for i in rows])
+
+
 def _cases(codes: np.ndarray) -> int:
     """How many cases (groups; a row without a group is a case of its own) ``codes`` hold."""
     return len(np.unique(codes[codes >= 0])) + int((codes < 0).sum())

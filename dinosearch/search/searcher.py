@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 import pandas as pd
 import torch
@@ -19,10 +18,10 @@ from dinosearch.core.runtime import resolve_device
 from dinosearch.index.handle import EXACT_STORAGE, IndexHandle, open_index
 from dinosearch.index.publish import current_version
 from dinosearch.search.filters import Filters, GroupExclusion, RowFilters
-from dinosearch.search.query import ImageSource, QueryEmbedder, _as_image
-from dinosearch.search.rank import deep_search
+from dinosearch.search.query import ImageSource, QueryEmbedder
+from dinosearch.search.rank import deep_search, row_vectors
 from dinosearch.search.refine import first_per_group, group_sizes, mmr, rocchio
-from dinosearch.search.region import Box, RegionMethod, region_features
+from dinosearch.search.region import Box, RegionMethod
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
@@ -184,17 +183,9 @@ class VectorSearcher:
 
     def vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """(n, D) unit vectors of index rows (read back from FAISS, or recomputed for PQ codes)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        index = self.handle.index
-        if self.handle.manifest["index_type"] in EXACT_STORAGE:
-            if isinstance(index, faiss.IndexIVF):
-                index.make_direct_map()
-            if not len(rows):
-                return np.zeros((0, self.handle.dim), dtype=np.float32)
-            return np.stack([index.reconstruct(int(i)) for i in rows])
-        if self._all_vectors is None or len(self._all_vectors) != self.handle.count:
-            self._all_vectors = self.handle.vectors()
-        return self._all_vectors[rows]
+        if self.handle.manifest["index_type"] not in EXACT_STORAGE and self._all_vectors is None:
+            self._all_vectors = self.handle.vectors()  # PQ codes: recomputed once per version
+        return row_vectors(self.handle, rows, self._all_vectors)
 
     def vectors_of_ids(self, ids: Sequence[Any]) -> np.ndarray:
         """(n, D) unit vectors of the rows whose metadata ``id`` is in ``ids`` (in that order)."""
@@ -307,15 +298,6 @@ class Searcher(VectorSearcher):
                 ``diversity`` of ``search_vectors``.
         """
         if region is None:
-            queries = self.embedder.embed_images(sources)
-        else:
-            features = np.stack(
-                [
-                    region_features(
-                        self.backbone, self.transform, _as_image(s), region, region_method
-                    )
-                    for s in sources
-                ]
-            )
-            queries = self.embedder.embed_features(features)
-        return self.search_vectors(queries, k, **options)
+            return self.search_vectors(self.embedder.embed_images(sources), k, **options)
+        features = self.embedder.region_features(sources, region, region_method)
+        return self.search_vectors(self.embedder.embed_features(features), k, **options)
