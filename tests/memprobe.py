@@ -102,3 +102,15 @@ def _child(spec: dict) -> dict:
 
 if __name__ == "__main__":
     print(json.dumps(_child(json.loads(sys.argv[1]))))
+
+
+BOUND = 512 << 20  # docs/reliability.md: every hostile file stays under this above baseline
+
+
+def assert_bounded(case: str, result: Probe, completes: set[str]) -> None:
+    """``case`` decoded (when in ``completes``) or was refused as an image, within ``BOUND``."""
+    if case in completes:
+        assert result.outcome == "ok", result.outcome
+    else:
+        assert result.outcome.startswith("ImageReadError: "), result.outcome
+    assert result.peak_bytes <= BOUND, f"{case}: peak {result.peak_bytes / 2**20:.0f} MiB"
