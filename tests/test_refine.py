@@ -273,3 +273,18 @@ def test_remove_where_takes_the_same_sql(meta_index: Path) -> None:
     assert sorted(ids_where([meta_index / "flat", meta_index / "hnsw"], where)) == sorted(want)
     with pytest.raises(ValueError, match="filter"):
         ids_where([meta_index / "flat"], "read_csv('/etc/passwd') IS NULL")
+
+
+def test_cli_refine_flags_refused_in_one_line(meta_index: Path, image_folder: Path, capsys) -> None:
+    from dinosearch.cli import main
+
+    image = str(next(image_folder.rglob("*.png")))
+    base = ["search", "--index", str(meta_index / "flat"), "--image", image]
+    for extra, says in (
+        (["--per-patient", "--all-films"], "contradict"),
+        (["--region-method", "blur"], "crop or tokens"),
+        (["--diversity", "1.5"], "[0, 1]"),
+        (["--like", "nope"], "no id 'nope'"),
+    ):
+        assert main([*base, *extra]) == 2
+        assert says in capsys.readouterr().err.strip().splitlines()[-1]
