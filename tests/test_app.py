@@ -72,7 +72,7 @@ def test_page_renders_pair_untrained_warning_and_report(page: AppTest) -> None:
     sidebar = "\n".join(m.value for m in page.sidebar.markdown).replace("\\", "")  # unescaped
     assert "demo-raw" in sidebar and "demo-adapted" in sidebar
     assert "random init (UNTRAINED)" in sidebar and "12 images" in sidebar and "created" in sidebar
-    assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Indexes", "Audit"]
+    assert [t.label for t in page.tabs] == ["Search", "Evaluation", "Map", "Indexes", "Audit"]
     evaluation = page.tabs[1]
     assert evaluation.subheader[0].value.startswith("Evaluation: demo-raw vs demo-adapted")
     table = evaluation.dataframe[0].value
@@ -87,6 +87,7 @@ def test_upload_shows_k_results_in_each_column(
     monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "id")  # the server allows ids on cards
     page = AppTest.from_file(str(APP), default_timeout=60).run()
     film = next(image_folder.rglob("*.png"))
+    page.sidebar.toggle(key="per-patient").set_value(False)  # every film, as brute force ranks
     page.sidebar.slider[0].set_value(5)
     page.file_uploader[0].set_value((film.name, png_bytes(film), "image/png")).run()
     assert not page.exception and not page.error
@@ -130,6 +131,7 @@ def test_corrupt_upload_shows_error_not_exception(page: AppTest) -> None:
 
 def test_dicom_upload_never_shows_header_fields(page: AppTest, tmp_path: Path) -> None:
     film = write_dicom(tmp_path / "study.dcm", ramp(64, 64), window=(2000, 4000))
+    page.sidebar.toggle(key="per-patient").set_value(False)  # 8 films (6 patients only)
     page.file_uploader[0].set_value(("study.dcm", film.read_bytes(), "application/dicom")).run()
     assert not page.exception and not page.error
     assert ranks(result_column(page, "Raw backbone")) == list(range(1, 9))
@@ -168,6 +170,7 @@ def test_gallery_pick_excludes_its_patient(app_root: Path, monkeypatch: pytest.M
     page = AppTest.from_file(str(APP), default_timeout=60).run()
     page.radio[0].set_value("Pick from the collection").run()
     page.selectbox[0].set_value(0)  # row 0 of the raw index
+    page.sidebar.toggle(key="per-patient").set_value(False)  # every film
     page.sidebar.slider[0].set_value(10).run()
     assert not page.exception and not page.error
     patient = "P00"  # row 0 and its sibling film share patient P00 (see conftest.app_root)

@@ -28,6 +28,7 @@ from dinosearch.inputs.images import ImageReadError, read_image
 if TYPE_CHECKING:
     from dinosearch.backbones import Preprocess
     from dinosearch.search import Filters, GroupExclusion, SearchResult
+    from dinosearch.search.region import Box
 
 MAX_UPLOAD_MB = 64  # also server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "dcm", "dicom")
@@ -154,16 +155,39 @@ class SideBySide:
         *,
         filters: Filters = None,
         exclude_group: GroupExclusion = None,
+        region: Box | None = None,
+        feedback: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+        collapse: str | None = None,
+        diversity: float | None = None,
     ) -> SideBySideResult:
-        """Top-k of both indexes for one image: one backbone forward, two searches."""
+        """Top-k of both indexes for one image: one backbone forward, two searches.
+
+        ``region`` searches with a box of the image (``search.region``, crop); ``feedback`` maps
+        "raw"/"adapted" to that column's (similar ids, not similar ids); ``collapse`` and
+        ``diversity`` as in ``VectorSearcher.search_vectors``.
+        """
+        from dinosearch.search.region import region_features
+
         self.refresh()
+        marks = feedback or {}
         with self._lock:
-            features = self.raw.image_features([image])  # (1, D) backbone features
+            if region is None:
+                features = self.raw.image_features([image])  # (1, D) backbone features
+            else:
+                raw = self.raw
+                features = region_features(raw.backbone, raw.transform, image, region)[None]
             found = [
                 s.search_vectors(
-                    s.embed_features(features), k, filters=filters, exclude_group=exclude_group
+                    s.embed_features(features),
+                    k,
+                    filters=filters,
+                    exclude_group=exclude_group,
+                    like=marks.get(side, ((), ()))[0],
+                    unlike=marks.get(side, ((), ()))[1],
+                    collapse=collapse,
+                    diversity=diversity,
                 )[0]
-                for s in (self.raw, self.adapted)
+                for side, s in (("raw", self.raw), ("adapted", self.adapted))
             ]
         return SideBySideResult(*found)
 
@@ -233,10 +257,31 @@ def display_columns(columns: Sequence[str], allowed: Sequence[str]) -> list[str]
     return [c for c in allowed_columns(allowed) if c in columns and c not in HIDDEN_COLUMNS]
 
 
+def _numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def range_options(metadata: pd.DataFrame, columns: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """(min, max) of the displayed numeric columns (ages…) with at least two values."""
+    return {
+        c: (float(metadata[c].min()), float(metadata[c].max()))
+        for c in columns
+        if _numeric(metadata[c]) and metadata[c].nunique() >= 2
+    }
+
+
+def range_filter(column: str, low: float, high: float) -> str:
+    """An SQL filter keeping ``low ≤ column ≤ high`` (the column name quoted as an identifier)."""
+    name = column.replace('"', '""')
+    return f'"{name}" BETWEEN {float(low)!r} AND {float(high)!r}'
+
+
 def filter_options(metadata: pd.DataFrame, columns: Sequence[str], most: int = 30) -> dict:
-    """Values of the displayed columns worth filtering on (2 to ``most`` distinct values)."""
+    """Values of the displayed non-numeric columns worth filtering on (2 to ``most`` values)."""
     options = {}
     for c in columns:
+        if _numeric(metadata[c]):
+            continue  # a range instead: range_options
         values = metadata[c].dropna().unique()
         if 2 <= len(values) <= most:
             options[c] = sorted(values.tolist(), key=str)

@@ -11,12 +11,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
 
-from dinosearch.app import audit_tab, catalog, compare, render
+from dinosearch.app import audit_tab, catalog, compare, map_view, render
+from dinosearch.app import refine as refine_view
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -27,7 +28,7 @@ class Options:
     k: int
     columns: list[str]
     show_id: bool
-    filters: dict[str, list[Any]]
+    refine: refine_view.Refine
     viewer_url: str | None = None  # link template (--viewer-url)
     archive: str | None = None  # query by UID from this archive (--archive)
 
@@ -95,15 +96,14 @@ def sidebar_options(metadata: pd.DataFrame, settings: compare.AppSettings) -> Op
         default=allowed,
         help="Others (patient identifiers…) only where the server allows them (--show-columns).",
     )
-    filters = {}
-    options = compare.filter_options(metadata, columns)
-    if options:
-        with st.sidebar.expander("Filter results"):
-            for column, values in options.items():
-                picked = st.multiselect(column, values, key=f"filter-{column}", format_func=cut)
-                if picked:
-                    filters[column] = picked
-    return Options(k, columns, settings.show_id, filters, settings.viewer_url, settings.archive)
+    return Options(
+        k,
+        columns,
+        settings.show_id,
+        refine_view.sidebar_refine(metadata, columns),
+        settings.viewer_url,
+        settings.archive,
+    )
 
 
 # ---- main area ----
@@ -113,16 +113,17 @@ def query_input(
     pair: compare.SideBySide, metadata: pd.DataFrame, show_id: bool, archive: str | None = None
 ) -> dict[str, Any] | None:
     """The query chosen on the page: image, name, known label, group exclusion; None if none yet."""
+    map_view.take_pick(len(metadata))  # a film clicked on the Map tab becomes the query
     sources = ["Upload a film", "Pick from the collection"] + ["A film in the archive"] * bool(
         archive
     )
-    source = st.radio("Query", sources, horizontal=True)
+    source = st.radio("Query", sources, horizontal=True, key="query-source")
     if source == "A film in the archive" and archive:
         uid = st.text_input("Study or SOP Instance UID")
         if not uid:
             return None
         image = compare.read_archive_query(archive, uid)
-        return {"image": image, "name": cut(uid), "label": None, "exclude": None}
+        return {"image": image, "name": cut(uid), "label": None, "exclude": None, "row": None}
     if source == "Upload a film":
         upload = st.file_uploader(  # no type=: Streamlit would answer a .exe with a traceback
             "Chest film: PNG, JPEG, 16-bit PNG or DICOM (.dcm)",
@@ -136,11 +137,12 @@ def query_input(
             return None
         image = compare.read_query(upload.getvalue(), upload.name)
         label = None if known == "(unknown)" else known
-        return {"image": image, "name": upload.name, "label": label, "exclude": None}
+        return {"image": image, "name": upload.name, "label": label, "exclude": None, "row": None}
     row = st.selectbox(
         "Image from the indexed collection",
         range(len(metadata)),
         format_func=lambda i: collection_choice(metadata, i, show_id),
+        key="query-row",
     )
     group = "patient_id" if "patient_id" in metadata.columns else "id"
     exclude = st.checkbox(
@@ -155,6 +157,7 @@ def query_input(
         "name": str(record["id"]),
         "label": record["label"],
         "exclude": (group, record[group]) if exclude else None,
+        "row": int(row),
     }
 
 
@@ -162,6 +165,34 @@ def collection_choice(metadata: pd.DataFrame, i: int, show_id: bool) -> str:
     """How film ``i`` of the collection is named in the picker: id only where allowed."""
     name = cut(metadata["id"].iat[i], 40) if show_id else f"film {i + 1}"
     return f"{name} · {cut(metadata['label'].iat[i], 40)}"
+
+
+def ask(
+    pair: compare.SideBySide,
+    query: dict[str, Any],
+    options: Options,
+    region: tuple[float, float, float, float] | None,
+    marks: dict[str, tuple[list[str], list[str]]] | None,
+) -> tuple[compare.SideBySideResult, float]:
+    """Both columns' results with every refinement asked for, and how long that took (s)."""
+    start = time.perf_counter()
+    refine = options.refine
+    result = pair.query(
+        query["image"],
+        options.k,
+        filters=refine.filters or None,
+        exclude_group=query["exclude"],
+        region=region,
+        feedback=marks,
+        collapse="patient_id" if refine.per_patient else None,
+        diversity=refine.diversity,
+    )
+    took = time.perf_counter() - start
+    refine_view.remember_shown(query["name"], result)
+    map_view.remember(result, query["row"])
+    for side in (result.raw, result.adapted):
+        compare.add_viewer_links(side.rows, options.viewer_url)
+    return result, took
 
 
 def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Options) -> None:
@@ -180,34 +211,31 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
         return
     with top[1]:
         render.show_query(query, pair)
-    start = time.perf_counter()
-    result = pair.query(
-        query["image"], options.k, filters=options.filters or None, exclude_group=query["exclude"]
-    )
-    took = time.perf_counter() - start
-    for side in (result.raw, result.adapted):
-        compare.add_viewer_links(side.rows, options.viewer_url)
+        region = refine_view.region_input(query["image"])
+        if region is not None:
+            render.show_region(query["image"], region)
+    marks = refine_view.feedback_for(query["name"])
+    result, took = ask(pair, query, options, region, marks)
     with top[2]:
         render.show_agreement(compare.agreement(result, query["label"], options.k), options.k, took)
     st.divider()
+    refine_view.feedback_buttons(marks)
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
     local = isinstance(pair, compare.SideBySide)  # with --api, "why similar" needs the server
     why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints) if local else None
-    left, right = st.columns(2, gap="large")
-    with left:
-        render.show_results(
-            "Raw backbone", result.raw, shared, options.columns, "raw", options.show_id
-        )
-        if why is not None:
-            render.show_why(why, "raw", result.raw, query["image"], options.show_id)
-    with right:
-        title = f"Adapted (adapter {info.adapted.adapter})"
-        render.show_results(
-            title, result.adapted, shared, options.columns, "adapted", options.show_id
-        )
-        if why is not None:
-            render.show_why(why, "adapted", result.adapted, query["image"], options.show_id)
+    titles = ("Raw backbone", f"Adapted (adapter {info.adapted.adapter})")
+    found = (result.raw, result.adapted)
+    columns = st.columns(2, gap="large")
+    sides: tuple[Literal["raw", "adapted"], ...] = ("raw", "adapted")
+    for cell, side, title, hits in zip(columns, sides, titles, found, strict=True):
+        with cell:
+            marks_key = refine_view.marks_key(side)
+            render.show_results(
+                title, hits, shared, options.columns, side, options.show_id, marks=marks_key
+            )
+            if why is not None:
+                render.show_why(why, side, hits, query["image"], options.show_id)
 
 
 def run(settings: compare.AppSettings) -> None:
@@ -230,9 +258,13 @@ def run(settings: compare.AppSettings) -> None:
             "untrained.** These results only exercise the pipeline; they say nothing clinical."
         )
     options = sidebar_options(pair.raw.metadata, settings)
-    search, evaluation, indexes, audit = st.tabs(["Search", "Evaluation", "Indexes", "Audit"])
+    search, evaluation, collection, indexes, audit = st.tabs(
+        ["Search", "Evaluation", "Map", "Indexes", "Audit"]
+    )
     with search:
         search_tab(pair, chosen, options)
+    with collection:
+        map_view.map_tab(pair, options.columns)
     with evaluation:
         render.evaluation_tab(chosen, settings)
     with indexes:

@@ -80,8 +80,15 @@ def show_agreement(agree: dict[str, float | None], k: int, took: float) -> None:
 
 
 def show_results(
-    title: str, result: Any, shared: set[str], columns: list[str], key: str, show_id: bool
+    title: str,
+    result: Any,
+    shared: set[str],
+    columns: list[str],
+    key: str,
+    show_id: bool,
+    marks: str | None = None,
 ) -> None:
+    """One column of result cards; ``marks`` (a widget-key prefix) adds similar / not similar boxes."""
     st.subheader(title)
     if len(result) == 0:
         st.info("No image passes the filters.")
@@ -99,6 +106,8 @@ def show_results(
             for cell, r in zip(st.columns(per_row), records[start : start + per_row], strict=False):
                 with cell:
                     show_card(r, str(r["id"]) in shared, columns, show_id)
+                    if marks is not None:
+                        show_marks(f"{marks}-{int(r['rank'])}")
 
 
 def show_card(r: dict[str, Any], both: bool, columns: list[str], show_id: bool) -> None:
@@ -119,6 +128,29 @@ def show_card(r: dict[str, Any], both: bool, columns: list[str], show_id: bool) 
         st.text(" · ".join(extra))
     if r.get("viewer_url"):  # built from the server's template, values URL-quoted
         st.link_button("Open in the viewer", str(r["viewer_url"]))
+    more = int(r.get("more_films") or 0)
+    if more:
+        st.caption(f"+{more} other film{'s' if more > 1 else ''} of this patient match")
+
+
+def show_marks(key: str) -> None:
+    """Two boxes under a card: this result is what I mean / is not (relevance feedback)."""
+    st.checkbox("similar", key=f"like-{key}")
+    st.checkbox("not similar", key=f"unlike-{key}")
+
+
+def show_region(image: Any, box: tuple[float, float, float, float]) -> None:
+    """The query film with the searched box outlined."""
+    from PIL import ImageDraw
+
+    outlined = image.convert("RGB")
+    outlined.thumbnail((220, 220))
+    scale = outlined.width / image.width
+    ImageDraw.Draw(outlined).rectangle(
+        [v * scale for v in box], outline=(255, 64, 64), width=max(2, outlined.width // 100)
+    )
+    st.image(outlined, width=220)
+    st.caption("Searching with the outlined region only (re-embedded as a film of its own).")
 
 
 def result_choice(r: dict[str, Any], show_id: bool) -> str:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from dinosearch.core.config import add_config_arguments, config_from_args
 from dinosearch.search.config import SearchConfig
@@ -44,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if searcher.random_init:
         fp = searcher.manifest["backbone"]["fingerprint"]
         print(untrained_note(fp, f"results of {config.index} are not meaningful"), file=sys.stderr)
-    filters = " and ".join(config.filter) if config.filter else None
+    filters = list(config.filter) if config.filter else None  # every one must hold
     queries = list(config.image)
     results = searcher.search_images(
-        queries, config.k, filters=filters, exclude_group=config.exclusion()
+        queries,
+        config.k,
+        filters=filters,
+        exclude_group=config.exclusion(),
+        **config.refinements(),
     )
     if template is not None:  # a column like any other: in the JSON, and in --columns
         for r in results:
@@ -55,18 +60,7 @@ def run(args: argparse.Namespace) -> int:
     hide = config.hide_identifiers or hide_identifiers_from_env(os.environ)
     allowed = parse_columns(os.environ.get(SHOW_COLUMNS_ENV))
     if config.json:
-        out = [
-            {
-                "query": str(q),
-                "version": searcher.handle.version,
-                "results": [
-                    visible_record(row, allowed) if hide else row
-                    for row in json.loads(r.rows.to_json(orient="records"))
-                ],
-            }
-            for q, r in zip(queries, results, strict=True)
-        ]
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+        print(_as_json(queries, results, searcher.handle.version, allowed if hide else None))
         return 0
     import pandas as pd
 
@@ -80,3 +74,22 @@ def run(args: argparse.Namespace) -> int:
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
             print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
+
+
+def _as_json(queries: list[str], results: list[Any], version: str, allowed: Any | None) -> str:
+    """The results as JSON: one object per query (just the object for one query); ``allowed``
+    given: only the columns the app's cards show."""
+    from dinosearch.core.privacy import visible_record
+
+    out = [
+        {
+            "query": str(q),
+            "version": version,
+            "results": [
+                visible_record(row, allowed) if allowed is not None else row
+                for row in json.loads(r.rows.to_json(orient="records"))
+            ],
+        }
+        for q, r in zip(queries, results, strict=True)
+    ]
+    return json.dumps(out if len(out) > 1 else out[0], indent=2)

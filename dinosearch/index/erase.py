@@ -93,7 +93,9 @@ def drop_vectors(handle: IndexHandle, rows: np.ndarray) -> faiss.Index:
         vectors = index.reconstruct_n(0, index.ntotal)[keep]  # HNSW,Flat stores them exactly
         empty = np.empty((0, index.d), np.float32)
         params = handle.manifest["params"]
-        rebuilt, _ = build_faiss("hnsw", params, index.d, empty, lambda: iter([vectors]), use_gpu=False)
+        rebuilt, _ = build_faiss(
+            "hnsw", params, index.d, empty, lambda: iter([vectors]), use_gpu=False
+        )
         return rebuilt
     if isinstance(index, faiss.IndexRefine):
         _remove_ivf(faiss.downcast_index(index.base_index), rows)

@@ -15,6 +15,7 @@ from dinosearch.backbones import Backbone, backbone_from_info
 from dinosearch.backbones.transforms import ImageTransform, eval_transform
 from dinosearch.index.handle import IndexHandle
 from dinosearch.inputs.images import read_image
+from dinosearch.search.region import Box, RegionMethod, region_features
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
@@ -71,6 +72,17 @@ class QueryEmbedder:
         device = next(self.backbone.parameters()).device
         with torch.inference_mode():
             return self.backbone(batch.to(device)).float().cpu().numpy()
+
+    def region_features(
+        self, sources: Sequence[ImageSource], box: Box, method: RegionMethod = "crop"
+    ) -> np.ndarray:
+        """(B, D_backbone) backbone features of one box of each query image (``search.region``)."""
+        return np.stack(
+            [
+                region_features(self.backbone, self.transform, _as_image(s), box, method)
+                for s in sources
+            ]
+        )
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """Backbone features (B, D_backbone) or (D_backbone,) → (B, D) unit query vectors."""

@@ -14,12 +14,14 @@ import torch
 
 from dinosearch.adapt.vectors import to_vectors
 from dinosearch.core.columns import check_metadata_columns
-from dinosearch.core.groups import same_group
 from dinosearch.core.runtime import resolve_device
-from dinosearch.index.handle import IndexHandle, open_index
+from dinosearch.index.handle import EXACT_STORAGE, IndexHandle, open_index
 from dinosearch.index.publish import current_version
 from dinosearch.search.filters import Filters, GroupExclusion, RowFilters
 from dinosearch.search.query import ImageSource, QueryEmbedder
+from dinosearch.search.rank import deep_search, row_vectors
+from dinosearch.search.refine import first_per_group, group_sizes, mmr, rocchio
+from dinosearch.search.region import Box, RegionMethod
 
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
@@ -55,6 +57,7 @@ class VectorSearcher:
         self.search_params = dict(search_params or {})
         self.handle = self._open()
         self._rows = RowFilters(self.handle)
+        self._all_vectors: np.ndarray | None = None
 
     def _open(self) -> IndexHandle:
         handle = _searchable(open_index(self.index_dir))
@@ -86,6 +89,7 @@ class VectorSearcher:
         handle = self._open()
         self._adopt(handle)
         self.handle, self._rows = handle, RowFilters(handle)
+        self._all_vectors = None
         return True
 
     def _adopt(self, handle: IndexHandle) -> None:
@@ -99,18 +103,68 @@ class VectorSearcher:
         filters: Filters = None,
         exclude_group: GroupExclusion = None,
         fingerprint: str | None = None,
+        like: Sequence[Any] = (),
+        unlike: Sequence[Any] = (),
+        collapse: str | None = None,
+        diversity: float | None = None,
     ) -> list[SearchResult]:
         """Top-k rows for each of (B, D) query vectors (a (D,) vector is one query).
 
         Args:
-            filters: keep rows matching ``{"view": "PA"}`` (a list value means "any of"), or
-                ``'view == "PA" and label != normal'``.
+            filters: an SQL expression over the metadata (``"patient_age >= 60 AND view IN
+                ('PA','AP')"``, see ``search.where``), ``{"view": "PA"}`` (a list value means "any
+                of"), or the old ``'view == "PA" and label != normal'``; applied before ranking.
             exclude_group: ``("patient_id", value)`` drops rows sharing that value; a list of B
                 values gives each query its own.
             fingerprint: how ``queries`` were made (``Searcher.fingerprint``); refused when it differs.
+            like, unlike: metadata ``id`` values marked similar / not similar: every query moves
+                by Rocchio (α=1, β=0.75, γ=0.25, ``search.refine``) before it is searched.
+            collapse: a column (``"patient_id"``): keep the best row of each value, k values; the
+                rows get ``more_films``, that value's other rows passing the filter.
+            diversity: MMR λ in [0, 1] re-ranking 4k candidates (1: none, lower: more diverse).
         Raises:
-            ValueError: wrong dimension, a fingerprint mismatch, or an unknown filter column.
+            ValueError: wrong dimension, a fingerprint mismatch, an unknown filter column or id.
         """
+        q = self._checked(queries, fingerprint)
+        if k < 1:
+            raise ValueError(f"k must be ≥ 1, got {k}")
+        if len(like) or len(unlike):
+            q = rocchio(q, self.vectors_of_ids(like), self.vectors_of_ids(unlike))
+        allowed = self._rows.mask(filters)
+        groups = self._rows.groups(exclude_group, len(q))
+        codes = None if collapse is None else self._rows.codes(collapse)
+        want = k if diversity is None else 4 * k
+        found = deep_search(self.handle, q, want, allowed, groups, codes)
+        return [
+            self._refined(query, ids, scores, k, codes, allowed, diversity)
+            for query, (ids, scores) in zip(q, found, strict=True)
+        ]
+
+    def _refined(
+        self,
+        query: np.ndarray,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        codes: np.ndarray | None,
+        allowed: np.ndarray | None,
+        diversity: float | None,
+    ) -> SearchResult:
+        """One query's hits → its result: one per group (``codes``), MMR re-ranked, top k."""
+        if codes is not None:
+            keep = first_per_group(ids, codes, len(ids))
+            ids, scores = ids[keep], scores[keep]
+        if diversity is not None:
+            keep = mmr(query, self.vectors_of_rows(ids), k, diversity)
+            ids, scores = ids[keep], scores[keep]
+        result = self._result(ids[:k], scores[:k])
+        if codes is not None:
+            more = group_sizes(codes, allowed)[result.ids] - 1
+            result.rows.insert(5, "more_films", more)
+        return result
+
+    def _checked(self, queries: np.ndarray, fingerprint: str | None) -> np.ndarray:
+        """(B, D) unit queries, after refusing another fingerprint, another dimension, NaN/inf."""
         where = self.handle.manifest_path
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ValueError(
@@ -125,42 +179,17 @@ class VectorSearcher:
             )
         if not np.isfinite(q).all():
             raise ValueError("query vectors contain NaN or inf")
-        q = to_vectors(q)  # unit length, contiguous
-        if k < 1:
-            raise ValueError(f"k must be ≥ 1, got {k}")
-        allowed = self._rows.mask(filters)
-        groups = self._rows.groups(exclude_group, len(q))
-        return [
-            self._result(ids, scores) for ids, scores in self._deep_search(q, k, allowed, groups)
-        ]
+        return to_vectors(q)  # unit length, contiguous
 
-    def _deep_search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        allowed: np.ndarray | None,
-        groups: tuple[np.ndarray, np.ndarray] | None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Search ever deeper (×4) until each query has k rows that pass the filter and group rule."""
-        n = self.handle.index.ntotal
-        share = 1.0 if allowed is None else max(allowed.mean(), 1.0 / max(n, 1))
-        depth = min(n, k if allowed is None and groups is None else max(4 * k, int(2 * k / share)))
-        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(queries)
-        todo = np.arange(len(queries))
-        while len(todo):
-            scores, ids = self.handle.search(queries[todo], max(depth, 1))  # (b, depth)
-            keep = ids >= 0
-            if allowed is not None:
-                keep &= allowed[np.maximum(ids, 0)]
-            if groups is not None:
-                codes, query_codes = groups
-                keep &= ~same_group(query_codes[todo, None], codes[np.maximum(ids, 0)])
-            done = (keep.sum(1) >= k) | (depth >= n)
-            for j in np.flatnonzero(done):
-                hit = keep[j]
-                results[todo[j]] = (ids[j][hit][:k].astype(np.int64), scores[j][hit][:k])
-            todo, depth = todo[~done], min(n, depth * 4)
-        return results  # type: ignore[return-value]
+    def vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(n, D) unit vectors of index rows (read back from FAISS, or recomputed for PQ codes)."""
+        if self.handle.manifest["index_type"] not in EXACT_STORAGE and self._all_vectors is None:
+            self._all_vectors = self.handle.vectors()  # PQ codes: recomputed once per version
+        return row_vectors(self.handle, rows, self._all_vectors)
+
+    def vectors_of_ids(self, ids: Sequence[Any]) -> np.ndarray:
+        """(n, D) unit vectors of the rows whose metadata ``id`` is in ``ids`` (in that order)."""
+        return self.vectors_of_rows(self._rows.rows_of_ids(ids))
 
     def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
         rows = self.handle.rows(ids)
@@ -242,20 +271,33 @@ class Searcher(VectorSearcher):
         source: ImageSource,
         k: int = 10,
         *,
-        filters: Filters = None,
-        exclude_group: GroupExclusion = None,
+        region: Box | None = None,
+        region_method: RegionMethod = "crop",
+        **options: Any,
     ) -> SearchResult:
-        """Top-k rows for one query image."""
-        return self.search_images([source], k, filters=filters, exclude_group=exclude_group)[0]
+        """Top-k rows for one query image; ``options`` as for ``search_vectors``."""
+        return self.search_images(
+            [source], k, region=region, region_method=region_method, **options
+        )[0]
 
     def search_images(
         self,
         sources: Sequence[ImageSource],
         k: int = 10,
         *,
-        filters: Filters = None,
-        exclude_group: GroupExclusion = None,
+        region: Box | None = None,
+        region_method: RegionMethod = "crop",
+        **options: Any,
     ) -> list[SearchResult]:
-        """Top-k rows for each query image (path, bytes or PIL), embedded in one forward pass."""
-        queries = self.embedder.embed_images(sources)
-        return self.search_vectors(queries, k, filters=filters, exclude_group=exclude_group)
+        """Top-k rows for each query image (path, bytes or PIL), embedded in one forward pass.
+
+        Args:
+            region: ``(x0, y0, x1, y1)`` in query-image pixels: search with that box of every query
+                (``search.region``: ``"crop"`` re-embeds the box, ``"tokens"`` runs only its patches).
+            options: ``filters``, ``exclude_group``, ``like``, ``unlike``, ``collapse``,
+                ``diversity`` of ``search_vectors``.
+        """
+        if region is None:
+            return self.search_vectors(self.embedder.embed_images(sources), k, **options)
+        features = self.embedder.region_features(sources, region, region_method)
+        return self.search_vectors(self.embedder.embed_features(features), k, **options)
