@@ -17,7 +17,12 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 from PIL import Image
 
-from dinosearch.core.privacy import SHOW_COLUMNS_ENV, parse_columns, visible_record
+from dinosearch.core.privacy import (
+    SHOW_COLUMNS_ENV,
+    allowed_columns,
+    parse_columns,
+    visible_record,
+)
 from dinosearch.core.runtime import resolve_device
 from dinosearch.core.viewer import viewer_template, viewer_url
 from dinosearch.inputs.images import ImageReadError, read_image
@@ -31,8 +36,8 @@ from dinosearch.serve.state import Registry, Snapshot
 from dinosearch.serve.uploads import Upload
 
 T = TypeVar("T")
-NEVER_SHOWN = ("rank", "score", "path")  # path: a server path, never in a response
-REFINEMENTS = ("region", "like", "unlike", "collapse")
+NEVER_SHOWN = ("rank", "score", "path", "more_films")  # path: a server path, never shown
+PATIENT_COLUMN = "patient_id"  # what ``"collapse": true`` collapses on
 
 
 class Service:
@@ -137,6 +142,11 @@ class Service:
     ) -> list[IndexAnswer]:
         """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
         models = {id(s.model): s.model for s in snaps}
+        _check_marks(params, snaps)  # before any work
+        for snap in snaps:
+            self.check_columns(params, snap.searcher.handle.table.column_names)
+        if params.region is not None:  # the box as a film of its own (search.region "crop")
+            image = await self.work(_cropped, image, params.region)
         batches = await self.work(
             lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
         )
@@ -161,12 +171,32 @@ class Service:
         rows = result.rows.to_dict("records")
         hits = [
             Hit(rank=int(r["rank"]), score=float(r["score"]), row=int(i),
-                metadata=self.visible(r), viewer_url=self.link(r))
+                metadata=self.visible(r), viewer_url=self.link(r),
+                more_films=int(r["more_films"]) if "more_films" in r else None)
             for r, i in zip(rows, result.ids, strict=True)
         ]  # fmt: skip
         return IndexAnswer(
             index=snap.name, version=snap.version, untrained=snap.searcher.random_init, hits=hits
         )
+
+    def check_columns(self, params: SearchParams, columns: Sequence[str]) -> None:
+        """422 when ``filter`` or ``collapse`` reads a column this server does not show (the
+        privacy rule: a hidden column must not be probed through the rows it selects);
+        ``columns``: the index's metadata columns (to read a text filter as the Searcher will)."""
+        shown = allowed_columns(self.allowed)
+        collapse = params.collapse
+        if isinstance(collapse, str) and collapse not in (PATIENT_COLUMN, *shown):
+            raise ApiError(422, f"collapse {collapse!r}: use true or one of {', '.join(shown)}")
+        filters = params.filter
+        if isinstance(filters, dict):
+            hidden = [c for c in filters if c not in shown]
+            if hidden:
+                raise ApiError(422, f"filter column {hidden[0]!r} is not shown by this server")
+        elif filters:
+            try:
+                _check_text_filter(filters, shown, columns)
+            except ValueError as e:
+                raise ApiError(422, str(e)) from e
 
     def visible(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The allowed metadata of one row, JSON-safe (NaN → None), never a server path."""
@@ -180,20 +210,67 @@ class Service:
 
 
 def search_snapshot(snap: Snapshot, features: np.ndarray, params: SearchParams) -> SearchResult:
-    """THE search of the service: (1, D_backbone) features → top-k of one index snapshot."""
-    asked = [name for name in REFINEMENTS if getattr(params, name)]
-    if asked:
-        raise ApiError(422, f"{', '.join(asked)}: not supported by this server's Searcher yet")
+    """THE search of the service: (1, D_backbone) features → top-k of one index snapshot, refined
+    as the CLI's ``search_vectors`` refines (filter, group, like/unlike, collapse, MMR)."""
     exclude = None
     if params.exclude_group is not None:
         exclude = (params.exclude_group.column, params.exclude_group.value)
+    like, unlike = _marks_of(params, snap.name)
+    collapse = PATIENT_COLUMN if params.collapse is True else params.collapse or None
     vectors = snap.embedder.embed_features(features)  # (1, D)
     try:
         return snap.searcher.search_vectors(
-            vectors, params.k, filters=params.filter, exclude_group=exclude
-        )[0]
+            vectors, params.k, filters=params.filter, exclude_group=exclude,
+            like=like, unlike=unlike, collapse=collapse, diversity=params.diversity,
+        )[0]  # fmt: skip
     except (ValueError, KeyError) as e:
         raise ApiError(422, f"{snap.name}: {e}") from e
+
+
+def _marks_of(params: SearchParams, name: str) -> tuple[list[str], list[str]]:
+    """Index ``name``'s (like ids, unlike ids): a list applies to every index, a dict per name."""
+    like, unlike = params.like, params.unlike
+    return (
+        like if isinstance(like, list) else like.get(name, []),
+        unlike if isinstance(unlike, list) else unlike.get(name, []),
+    )
+
+
+def _check_marks(params: SearchParams, snaps: Sequence[Snapshot]) -> None:
+    """422 when ``like``/``unlike`` name an index this request does not search."""
+    names = {s.name for s in snaps}
+    for field, marks in (("like", params.like), ("unlike", params.unlike)):
+        extra = sorted(set(marks) - names) if isinstance(marks, dict) else []
+        if extra:
+            raise ApiError(422, f"{field} names {extra[0]!r}, not an index this request searches")
+
+
+def _check_text_filter(text: str, shown: Sequence[str], columns: Sequence[str]) -> None:
+    """ValueError unless ``text`` reads only ``shown`` columns, read as the Searcher reads it: SQL
+    when it is valid SQL over the index's ``columns``, else the old ``col == value and …``."""
+    from dinosearch.search.filters import parse_filters
+    from dinosearch.search.where import check_where
+
+    try:
+        check_where(text, columns)
+    except ValueError:
+        hidden = [c for c, _, _ in parse_filters(text) if c not in shown]
+        if hidden:
+            raise ValueError(
+                f"filter column {hidden[0]!r} is not shown by this server; filter on shown columns"
+            ) from None
+        return
+    check_where(text, shown, source="the columns this server shows")
+
+
+def _cropped(image: Image.Image, region: Sequence[float]) -> Image.Image:
+    """The query's box (pixels) as an image; 422 naming the box when it is empty or outside."""
+    from dinosearch.search.region import crop_image, parse_box
+
+    try:
+        return crop_image(image, parse_box(list(region)))
+    except ValueError as e:
+        raise ApiError(422, str(e)) from e
 
 
 def _resolve_name(name: str, live: Mapping[str, Snapshot]) -> list[str]:
