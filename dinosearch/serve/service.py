@@ -29,6 +29,13 @@ from dinosearch.inputs.images import ImageReadError, read_image
 from dinosearch.search import SearchResult
 from dinosearch.serve.config import ServeConfig
 from dinosearch.serve.errors import ApiError
+from dinosearch.serve.fields import (
+    PATIENT_COLUMN,
+    check_columns,
+    check_marks,
+    cropped,
+    marks_of,
+)
 from dinosearch.serve.keys import KeyRing
 from dinosearch.serve.models import Hit, IndexAnswer, ItemRef, SearchParams
 from dinosearch.serve.observe import Metrics
@@ -37,7 +44,6 @@ from dinosearch.serve.uploads import Upload
 
 T = TypeVar("T")
 NEVER_SHOWN = ("rank", "score", "path", "more_films")  # path: a server path, never shown
-PATIENT_COLUMN = "patient_id"  # what ``"collapse": true`` collapses on
 
 
 class Service:
@@ -142,11 +148,12 @@ class Service:
     ) -> list[IndexAnswer]:
         """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
         models = {id(s.model): s.model for s in snaps}
-        _check_marks(params, snaps)  # before any work
+        check_marks(params, [s.name for s in snaps])  # before any work
+        shown = allowed_columns(self.allowed)
         for snap in snaps:
-            self.check_columns(params, snap.searcher.handle.table.column_names)
+            check_columns(params, shown, snap.searcher.handle.table.column_names)
         if params.region is not None:  # the box as a film of its own (search.region "crop")
-            image = await self.work(_cropped, image, params.region)
+            image = await self.work(cropped, image, params.region)
         batches = await self.work(
             lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
         )
@@ -179,25 +186,6 @@ class Service:
             index=snap.name, version=snap.version, untrained=snap.searcher.random_init, hits=hits
         )
 
-    def check_columns(self, params: SearchParams, columns: Sequence[str]) -> None:
-        """422 when ``filter`` or ``collapse`` reads a column this server does not show (the
-        privacy rule: a hidden column must not be probed through the rows it selects);
-        ``columns``: the index's metadata columns (to read a text filter as the Searcher will)."""
-        shown = allowed_columns(self.allowed)
-        collapse = params.collapse
-        if isinstance(collapse, str) and collapse not in (PATIENT_COLUMN, *shown):
-            raise ApiError(422, f"collapse {collapse!r}: use true or one of {', '.join(shown)}")
-        filters = params.filter
-        if isinstance(filters, dict):
-            hidden = [c for c in filters if c not in shown]
-            if hidden:
-                raise ApiError(422, f"filter column {hidden[0]!r} is not shown by this server")
-        elif filters:
-            try:
-                _check_text_filter(filters, shown, columns)
-            except ValueError as e:
-                raise ApiError(422, str(e)) from e
-
     def visible(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The allowed metadata of one row, JSON-safe (NaN → None), never a server path."""
         shown = visible_record(row, self.allowed)
@@ -215,7 +203,7 @@ def search_snapshot(snap: Snapshot, features: np.ndarray, params: SearchParams) 
     exclude = None
     if params.exclude_group is not None:
         exclude = (params.exclude_group.column, params.exclude_group.value)
-    like, unlike = _marks_of(params, snap.name)
+    like, unlike = marks_of(params, snap.name)
     collapse = PATIENT_COLUMN if params.collapse is True else params.collapse or None
     vectors = snap.embedder.embed_features(features)  # (1, D)
     try:
@@ -225,52 +213,6 @@ def search_snapshot(snap: Snapshot, features: np.ndarray, params: SearchParams) 
         )[0]  # fmt: skip
     except (ValueError, KeyError) as e:
         raise ApiError(422, f"{snap.name}: {e}") from e
-
-
-def _marks_of(params: SearchParams, name: str) -> tuple[list[str], list[str]]:
-    """Index ``name``'s (like ids, unlike ids): a list applies to every index, a dict per name."""
-    like, unlike = params.like, params.unlike
-    return (
-        like if isinstance(like, list) else like.get(name, []),
-        unlike if isinstance(unlike, list) else unlike.get(name, []),
-    )
-
-
-def _check_marks(params: SearchParams, snaps: Sequence[Snapshot]) -> None:
-    """422 when ``like``/``unlike`` name an index this request does not search."""
-    names = {s.name for s in snaps}
-    for field, marks in (("like", params.like), ("unlike", params.unlike)):
-        extra = sorted(set(marks) - names) if isinstance(marks, dict) else []
-        if extra:
-            raise ApiError(422, f"{field} names {extra[0]!r}, not an index this request searches")
-
-
-def _check_text_filter(text: str, shown: Sequence[str], columns: Sequence[str]) -> None:
-    """ValueError unless ``text`` reads only ``shown`` columns, read as the Searcher reads it: SQL
-    when it is valid SQL over the index's ``columns``, else the old ``col == value and …``."""
-    from dinosearch.search.filters import parse_filters
-    from dinosearch.search.where import check_where
-
-    try:
-        check_where(text, columns)
-    except ValueError:
-        hidden = [c for c, _, _ in parse_filters(text) if c not in shown]
-        if hidden:
-            raise ValueError(
-                f"filter column {hidden[0]!r} is not shown by this server; filter on shown columns"
-            ) from None
-        return
-    check_where(text, shown, source="the columns this server shows")
-
-
-def _cropped(image: Image.Image, region: Sequence[float]) -> Image.Image:
-    """The query's box (pixels) as an image; 422 naming the box when it is empty or outside."""
-    from dinosearch.search.region import crop_image, parse_box
-
-    try:
-        return crop_image(image, parse_box(list(region)))
-    except ValueError as e:
-        raise ApiError(422, str(e)) from e
 
 
 def _resolve_name(name: str, live: Mapping[str, Snapshot]) -> list[str]:
