@@ -202,3 +202,71 @@ def _searches(text: str) -> float:
         for s in family.samples
         if s.labels.get("endpoint") == "/v1/search" and s.name.endswith("_total")
     )
+
+
+def test_search_server_forwards_refinements(
+    server: str,
+    indexes: Path,
+    image_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--region/--like/--unlike/--per-patient/--diversity reach the server: same rows as locally."""
+    from dinosearch.cli import main
+
+    meta = Searcher(indexes / "demo-raw").metadata
+    image = str(queries(image_folder)[2])
+    argv = ["search", "--index", str(indexes / "demo-raw"), "--image", image, "-k", "4", "--json"]
+    argv += ["--region", "0,0,40,60", "--like", str(meta.loc[3, "id"]), "--unlike"]
+    argv += [str(meta.loc[8, "id"]), "--per-patient", "--diversity", "0.8"]
+    assert main([*argv, "--hide-identifiers"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
+    assert main([*argv, "--server", server]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(
+        [r["score"] for r in remote["results"]], [r["score"] for r in local["results"]], atol=1e-4
+    )
+    assert [r["more_films"] for r in remote["results"]] == [
+        r["more_films"] for r in local["results"]
+    ]
+    assert main([*argv[:8], "--server", server]) == 0  # no refinements: other results
+    whole = json.loads(capsys.readouterr().out)
+    assert [r["score"] for r in whole["results"]] != [r["score"] for r in remote["results"]]
+
+
+def test_app_api_mode_with_region_and_marks(
+    server: str, indexes: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dinosearch app --api URL`` with every refine control: the same cards as in-process."""
+    from streamlit.testing.v1 import AppTest
+    from test_app import card_ids, result_column
+
+    from dinosearch.app import compare
+    from dinosearch.app.launch import PAGE
+
+    monkeypatch.setenv("DINOSEARCH_INDEXES", str(indexes))
+    monkeypatch.setenv("DINOSEARCH_SHOW_COLUMNS", "id,patient_id")
+    monkeypatch.setenv("DINOSEARCH_API", server)
+    monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
+    page = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    film = queries(image_folder)[0]
+    page.sidebar.slider[0].set_value(6)
+    page.file_uploader[0].set_value((film.name, film.read_bytes(), "image/png")).run()
+    assert not page.exception and not page.error
+    page.checkbox(key="region-on").check().run()
+    page.slider(key="region-x").set_value((0, 50)).run()
+    first = card_ids(result_column(page, "Raw backbone"))
+    page.checkbox(key="like-raw-0-2").check()
+    page.checkbox(key="unlike-raw-0-1").check()
+    page.button(key="fb-apply").click().run()
+    assert not page.exception and not page.error
+    assert any("outlined region" in c.value for c in page.caption)
+    assert any("other film" in c.value for c in page.caption)  # per patient (default): counts
+    pair = compare.SideBySide(indexes / "demo-raw", indexes / "demo-adapted")
+    image = compare.read_query(film.read_bytes(), film.name)
+    w, h = image.size
+    marks = {"raw": ([first[2]], [first[1]]), "adapted": ([], [])}
+    want = pair.query(image, 6, region=(0, 0, w / 2, h), feedback=marks, collapse="patient_id")
+    assert card_ids(result_column(page, "Raw backbone")) == [str(i) for i in want.raw.rows["id"]]
+    assert card_ids(result_column(page, "Adapted")) == [str(i) for i in want.adapted.rows["id"]]

@@ -8,6 +8,7 @@ from the very version the server answered with, so a card never mixes versions.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,28 @@ class RemotePair:
         *,
         filters: Filters = None,
         exclude_group: GroupExclusion = None,
+        region: tuple[float, float, float, float] | None = None,
+        feedback: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+        collapse: str | None = None,
+        diversity: float | None = None,
     ) -> SideBySideResult:
-        """Top-k of both indexes for one image, from the server (one batched forward there)."""
+        """Top-k of both indexes for one image, from the server (one batched forward there);
+        the keywords as ``SideBySide.query`` (``feedback``: "raw"/"adapted" → (like, unlike) ids)."""
         data = io.BytesIO()
         image.save(data, format="PNG")
-        params: dict[str, Any] = {
-            "k": k,
-            "indexes": [self.raw.index_dir.name, self.adapted.index_dir.name],
-        }
+        names = {"raw": self.raw.index_dir.name, "adapted": self.adapted.index_dir.name}
+        params: dict[str, Any] = {"k": k, "indexes": list(names.values())}
+        if region is not None:
+            params["region"] = [float(v) for v in region]
+        marks = feedback or {}
+        for i, field in enumerate(("like", "unlike")):
+            chosen = {names[s]: [str(x) for x in m[i]] for s, m in marks.items() if m[i]}
+            if chosen:
+                params[field] = chosen
+        if collapse is not None:
+            params["collapse"] = collapse
+        if diversity is not None:
+            params["diversity"] = diversity
         if filters:
             params["filter"] = filters
         if exclude_group is not None:
@@ -79,4 +94,7 @@ class RemotePair:
         rows.insert(0, "rank", np.arange(1, len(ids) + 1))
         rows.insert(1, "score", scores)
         front = ["rank", "score", "id", "path", "label"]
-        return SearchResult(ids, scores, rows[front + [c for c in rows.columns if c not in front]])
+        rows = rows[front + [c for c in rows.columns if c not in front]]
+        if answer["hits"] and answer["hits"][0].get("more_films") is not None:
+            rows.insert(5, "more_films", [int(h["more_films"]) for h in answer["hits"]])
+        return SearchResult(ids, scores, rows)

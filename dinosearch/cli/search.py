@@ -79,17 +79,24 @@ def run(args: argparse.Namespace) -> int:
 def _as_json(queries: list[str], results: list[Any], version: str, allowed: Any | None) -> str:
     """The results as JSON: one object per query (just the object for one query); ``allowed``
     given: only the columns the app's cards show."""
-    from dinosearch.core.privacy import visible_record
 
     out = [
         {
             "query": str(q),
             "version": version,
             "results": [
-                visible_record(row, allowed) if allowed is not None else row
+                _shown(row, allowed) if allowed is not None else row
                 for row in json.loads(r.rows.to_json(orient="records"))
             ],
         }
         for q, r in zip(queries, results, strict=True)
     ]
     return json.dumps(out if len(out) > 1 else out[0], indent=2)
+
+
+def _shown(row: dict[str, Any], allowed: Any) -> dict[str, Any]:
+    """The allowed columns of ``row``, and its ``more_films`` count (not metadata) where present."""
+    from dinosearch.core.privacy import visible_record
+
+    more = {"more_films": row["more_films"]} if "more_films" in row else {}
+    return {**visible_record(row, allowed), **more}

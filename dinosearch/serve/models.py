@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Scalar = str | int | float | bool
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Ids = Annotated[list[Id], Field(max_length=1000)]
+Marks = Ids | dict[str, Ids]  # one list for every index asked, or per index name
+Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class ItemRef(BaseModel):
@@ -38,14 +42,21 @@ class SearchParams(BaseModel):
         None, examples=['view == "PA"', {"view": "PA"}]
     )
     exclude_group: GroupExclusion | None = None
-    # Slots for refinements landing in search/ (region queries, relevance feedback, per-patient
-    # collapse): accepted here, answered once the Searcher supports them (422 until then).
     region: tuple[float, float, float, float] | None = Field(
-        None, description="query box (x0, y0, x1, y1) as fractions of the image"
+        None, description="search with this box (x0, y0, x1, y1) of the query, in its pixels (crop)"
     )
-    like: list[int] = Field(default_factory=list, description="rows to move towards")
-    unlike: list[int] = Field(default_factory=list, description="rows to move away from")
-    collapse: bool = Field(False, description="one result per patient")
+    like: Marks = Field(
+        default_factory=list,
+        description="metadata ids to move towards (Rocchio); a list for every index, "
+        "or {index: [ids]}",
+    )
+    unlike: Marks = Field(default_factory=list, description="ids to move away from, as ``like``")
+    collapse: bool | Column = Field(
+        False, description='one result per patient: true (column "patient_id") or a column name'
+    )
+    diversity: float | None = Field(
+        None, ge=0.0, le=1.0, description="MMR λ over 4k candidates: 1 none, lower more diverse"
+    )
 
 
 class Hit(BaseModel):
@@ -54,6 +65,9 @@ class Hit(BaseModel):
     row: int = Field(description="vector id = metadata row of this index version")
     metadata: dict[str, Any] = Field(description="the columns this server allows")
     viewer_url: str | None = None
+    more_films: int | None = Field(
+        None, description="with collapse: this group's other rows that pass the filter"
+    )
 
 
 class IndexAnswer(BaseModel):

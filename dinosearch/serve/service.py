@@ -17,13 +17,25 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 from PIL import Image
 
-from dinosearch.core.privacy import SHOW_COLUMNS_ENV, parse_columns, visible_record
+from dinosearch.core.privacy import (
+    SHOW_COLUMNS_ENV,
+    allowed_columns,
+    parse_columns,
+    visible_record,
+)
 from dinosearch.core.runtime import resolve_device
 from dinosearch.core.viewer import viewer_template, viewer_url
 from dinosearch.inputs.images import ImageReadError, read_image
 from dinosearch.search import SearchResult
 from dinosearch.serve.config import ServeConfig
 from dinosearch.serve.errors import ApiError
+from dinosearch.serve.fields import (
+    PATIENT_COLUMN,
+    check_columns,
+    check_marks,
+    cropped,
+    marks_of,
+)
 from dinosearch.serve.keys import KeyRing
 from dinosearch.serve.models import Hit, IndexAnswer, ItemRef, SearchParams
 from dinosearch.serve.observe import Metrics
@@ -31,8 +43,7 @@ from dinosearch.serve.state import Registry, Snapshot
 from dinosearch.serve.uploads import Upload
 
 T = TypeVar("T")
-NEVER_SHOWN = ("rank", "score", "path")  # path: a server path, never in a response
-REFINEMENTS = ("region", "like", "unlike", "collapse")
+NEVER_SHOWN = ("rank", "score", "path", "more_films")  # path: a server path, never shown
 
 
 class Service:
@@ -137,6 +148,12 @@ class Service:
     ) -> list[IndexAnswer]:
         """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
         models = {id(s.model): s.model for s in snaps}
+        check_marks(params, [s.name for s in snaps])  # before any work
+        shown = allowed_columns(self.allowed)
+        for snap in snaps:
+            check_columns(params, shown, snap.searcher.handle.table.column_names)
+        if params.region is not None:  # the box as a film of its own (search.region "crop")
+            image = await self.work(cropped, image, params.region)
         batches = await self.work(
             lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
         )
@@ -161,7 +178,8 @@ class Service:
         rows = result.rows.to_dict("records")
         hits = [
             Hit(rank=int(r["rank"]), score=float(r["score"]), row=int(i),
-                metadata=self.visible(r), viewer_url=self.link(r))
+                metadata=self.visible(r), viewer_url=self.link(r),
+                more_films=int(r["more_films"]) if "more_films" in r else None)
             for r, i in zip(rows, result.ids, strict=True)
         ]  # fmt: skip
         return IndexAnswer(
@@ -180,18 +198,19 @@ class Service:
 
 
 def search_snapshot(snap: Snapshot, features: np.ndarray, params: SearchParams) -> SearchResult:
-    """THE search of the service: (1, D_backbone) features → top-k of one index snapshot."""
-    asked = [name for name in REFINEMENTS if getattr(params, name)]
-    if asked:
-        raise ApiError(422, f"{', '.join(asked)}: not supported by this server's Searcher yet")
+    """THE search of the service: (1, D_backbone) features → top-k of one index snapshot, refined
+    as the CLI's ``search_vectors`` refines (filter, group, like/unlike, collapse, MMR)."""
     exclude = None
     if params.exclude_group is not None:
         exclude = (params.exclude_group.column, params.exclude_group.value)
+    like, unlike = marks_of(params, snap.name)
+    collapse = PATIENT_COLUMN if params.collapse is True else params.collapse or None
     vectors = snap.embedder.embed_features(features)  # (1, D)
     try:
         return snap.searcher.search_vectors(
-            vectors, params.k, filters=params.filter, exclude_group=exclude
-        )[0]
+            vectors, params.k, filters=params.filter, exclude_group=exclude,
+            like=like, unlike=unlike, collapse=collapse, diversity=params.diversity,
+        )[0]  # fmt: skip
     except (ValueError, KeyError) as e:
         raise ApiError(422, f"{snap.name}: {e}") from e
 
