@@ -140,57 +140,82 @@ def train_adapter(
             records, _ = load_records(records)
         if clean_features is not None and not isinstance(clean_features, FeatureSet):
             clean_features = load_features(clean_features)
-        device = next(backbone.parameters()).device
-        data = _prepare(
-            records,
-            backbone,
-            config,
-            seed=config.seed,
-            cache_dir=cache_dir,
-            clean_features=clean_features,
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            progress=progress,
-        )
-        labels = _codes(data.records, config.label_column)
-        fit = fit_adapter(
-            data.pool,
-            data.train_rows,
-            data.val_rows,
-            config,
-            groups=data.groups,
-            labels=labels,
-            ref_view=data.ref_view,
-            device=device,
-            progress=progress,
-            online_epoch=online_epoch(
-                backbone, data.records, data.train_rows, data.groups, config, progress
-            )
-            if config.online
-            else None,
-        )
+        data, fit = _fit(records, backbone, config, clean_features, cache_dir, progress)
         metrics = _metrics(fit, config, time.perf_counter() - start)
-        info = _data_info(data, config)
-        out = Path(out_dir)
-        fingerprint = save_adapter(
-            fit.adapter,
-            out,
-            backbone_fingerprint=backbone.fingerprint,
-            train_config=config.to_dict(),
-            data=info,
-            metrics=metrics,
-            backbone_info=backbone.info(),
-            extra={"history.json": {"history": fit.history}},
-            config=record,
+        return _save(data, fit, backbone, Path(out_dir), config, metrics, record)
+
+
+def _fit(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    config: TrainConfig,
+    clean_features: FeatureSet | None,
+    cache_dir: Path | None,
+    progress: bool,
+) -> tuple[_Data, Fit]:
+    """Compute (or reuse) the training views of ``records``, then fit the adapter on them."""
+    device = next(backbone.parameters()).device
+    data = _prepare(
+        records,
+        backbone,
+        config,
+        seed=config.seed,
+        cache_dir=cache_dir,
+        clean_features=clean_features,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        progress=progress,
+    )
+    labels = _codes(data.records, config.label_column)
+    fit = fit_adapter(
+        data.pool,
+        data.train_rows,
+        data.val_rows,
+        config,
+        groups=data.groups,
+        labels=labels,
+        ref_view=data.ref_view,
+        device=device,
+        progress=progress,
+        online_epoch=online_epoch(
+            backbone, data.records, data.train_rows, data.groups, config, progress
         )
-        return TrainResult(
-            fit.adapter,
-            out,
-            fit.history,
-            metrics,
-            _summary(fingerprint, fit.adapter, config, info, metrics, out),
-            data.skipped,
-        )
+        if config.online
+        else None,
+    )
+    return data, fit
+
+
+def _save(
+    data: _Data,
+    fit: Fit,
+    backbone: Backbone,
+    out: Path,
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    record: dict[str, Any] | None,
+) -> TrainResult:
+    """Write the fitted adapter (with its data info, metrics and history) to ``out``."""
+    info = _data_info(data, config)
+    fingerprint = save_adapter(
+        fit.adapter,
+        out,
+        backbone_fingerprint=backbone.fingerprint,
+        train_config=config.to_dict(),
+        data=info,
+        metrics=metrics,
+        backbone_info=backbone.info(),
+        extra={"history.json": {"history": fit.history}},
+        config=record,
+    )
+    return TrainResult(
+        fit.adapter,
+        out,
+        fit.history,
+        metrics,
+        _summary(fingerprint, fit.adapter, config, info, metrics, out),
+        data.skipped,
+    )
 
 
 def _metrics(fit: Fit, config: TrainConfig, seconds: float) -> dict[str, Any]:

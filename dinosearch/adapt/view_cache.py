@@ -239,41 +239,23 @@ def compute_views(
     if views < 0 or (views == 0 and not clean):
         raise ValueError(f"--views {views} must be ≥ 1 (or 0 with the clean view only)")
     augment = build_augment(preset, backbone.preprocess, hflip=hflip)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     images = records_fingerprint(records)
     paths = records["path"].astype(str).tolist()
     key = cache_key(backbone, images, preset=preset, views=views, seed=seed, hflip=hflip)
-    folder, sources = _folder(cache, key, backbone), {}
+    folder, sources = _folder(root, key, backbone), {}
     feats = np.empty((len(records), 0, backbone.embed_dim), dtype=np.float32)
     kept, skipped = np.arange(len(records)), pd.DataFrame({"path": [], "reason": []}, dtype=str)
     if views:
         transforms = [(augment, view_seed(seed, v)) for v in range(views)]
         feats, kept, skipped, folder, sources["views"] = _cached(
-            cache, key, backbone, paths, transforms, batch_size, num_workers, progress, "views"
+            root, key, backbone, paths, transforms, batch_size, num_workers, progress, "views"
         )
     if clean:
-        full = np.full((len(records), 1, backbone.embed_dim), np.nan, dtype=np.float32)
-        from_fs = (
-            _clean_from_features(clean_features, records, backbone, kept)
-            if clean_features
-            else None
+        full, cskipped, sources["clean"] = _clean_view(
+            records, backbone, kept, clean_features, root, images, batch_size, num_workers, progress
         )
-        if from_fs is not None:
-            full[:, 0], sources["clean"] = from_fs, "features"
-        else:
-            ckey = cache_key(backbone, images, preset="eval", views=1, seed=CLEAN_SEED, hflip=None)
-            cfeats, ckept, cskipped, _, sources["clean"] = _cached(
-                cache,
-                ckey,
-                backbone,
-                paths,
-                [(eval_transform(backbone.preprocess), None)],
-                batch_size,
-                num_workers,
-                progress,
-                "clean view",
-            )
-            full[ckept] = cfeats
+        if cskipped is not None:
             skipped = pd.concat([skipped, cskipped]).drop_duplicates("path", ignore_index=True)
         both = ~np.isnan(full[kept, 0, 0])
         feats = np.concatenate([feats[both], full[kept[both]]], axis=1)
@@ -287,3 +269,39 @@ def compute_views(
         sources=sources,
         folder=folder,
     )
+
+
+def _clean_view(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    kept: np.ndarray,
+    clean_features: FeatureSet | None,
+    cache: Path,
+    images: str,
+    batch_size: int | None,
+    num_workers: int | None,
+    progress: bool,
+) -> tuple[np.ndarray, pd.DataFrame | None, str]:
+    """(n_records, 1, D) clean-view features (NaN where none), the images it skipped (None
+    when taken from ``clean_features``), and its source ("features", "cache" or "computed")."""
+    full = np.full((len(records), 1, backbone.embed_dim), np.nan, dtype=np.float32)
+    from_fs = (
+        _clean_from_features(clean_features, records, backbone, kept) if clean_features else None
+    )
+    if from_fs is not None:
+        full[:, 0] = from_fs
+        return full, None, "features"
+    ckey = cache_key(backbone, images, preset="eval", views=1, seed=CLEAN_SEED, hflip=None)
+    cfeats, ckept, cskipped, _, source = _cached(
+        cache,
+        ckey,
+        backbone,
+        records["path"].astype(str).tolist(),
+        [(eval_transform(backbone.preprocess), None)],
+        batch_size,
+        num_workers,
+        progress,
+        "clean view",
+    )
+    full[ckept] = cfeats
+    return full, cskipped, source

@@ -83,33 +83,39 @@ def evaluate(
         A JSON-ready dict: protocol, counts, ``overall`` (bootstrap summaries), ``per_label``,
         ``strata`` (when given), ``curves`` inputs.
     """
-    raw_features, adapted = np.asarray(raw_features), np.asarray(adapted, dtype=np.float32)
+    raw_features, adapted, ks = _checked(raw_features, adapted, labels, ks)
     n = len(raw_features)
-    if len(adapted) != n or len(labels) != n:
-        raise ValueError(
-            f"rows differ: raw {n}, adapted {len(adapted)}, labels {len(labels)}; "
-            "use two indexes built from the same features"
-        )
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"k values must be positive integers, got {ks}")
     indicator, names = metrics.label_indicator(labels)
     query_rows, gallery_rows = _query_and_gallery_rows(
         np.asarray(indicator.any(axis=1)), query_mask
     )
-    side = Side(
-        np.asarray(ids if ids is not None else np.arange(n)).astype(str),
-        indicator,
-        None if groups is None else np.asarray(groups, dtype=object),
-        None if strata is None else np.asarray(strata, dtype=object).astype(str),
-    )
+    side = _side(n, indicator, ids, groups, strata)
     query, gallery = side.take(query_rows), side.take(gallery_rows)
     vectors = baseline_vectors(raw_features, gallery_rows, whiten_dim=whiten_dim)
     vectors["adapted"] = l2_normalize(adapted)
+    protocol = "leave-one-out" if query_mask is None else "query-set-vs-gallery"
+    return _report(
+        vectors, query_rows, gallery_rows, query, gallery, ks, names, protocol, n_boot, seed
+    )
+
+
+def _report(
+    vectors: dict[str, np.ndarray],
+    query_rows: np.ndarray,
+    gallery_rows: np.ndarray,
+    query: Side,
+    gallery: Side,
+    ks: list[int],
+    names: list[str],
+    protocol: str,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Rank every method's (N, D) vectors, then ``evaluate``'s JSON-ready result."""
     comparisons = [("adapted", b) for b in BASELINES]
     per_q, extras = per_query_metrics(vectors, query_rows, gallery_rows, query, gallery, ks)
     result: dict[str, Any] = {
-        "protocol": "leave-one-out" if query_mask is None else "query-set-vs-gallery",
+        "protocol": protocol,
         "ks": ks,
         "methods": list(vectors),
         "labels": names,
@@ -137,6 +143,39 @@ def evaluate(
             seed=seed,
         )
     return result
+
+
+def _checked(
+    raw_features: np.ndarray, adapted: np.ndarray, labels: Sequence[object], ks: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(raw (N, D), adapted (N, D') float32, sorted unique ks), or ValueError on mismatched rows/ks."""
+    raw_features, adapted = np.asarray(raw_features), np.asarray(adapted, dtype=np.float32)
+    n = len(raw_features)
+    if len(adapted) != n or len(labels) != n:
+        raise ValueError(
+            f"rows differ: raw {n}, adapted {len(adapted)}, labels {len(labels)}; "
+            "use two indexes built from the same features"
+        )
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k values must be positive integers, got {ks}")
+    return raw_features, adapted, ks
+
+
+def _side(
+    n: int,
+    indicator: np.ndarray,
+    ids: Sequence[object] | None,
+    groups: Sequence[object] | None,
+    strata: Sequence[object] | None,
+) -> Side:
+    """All N rows as one ``Side``: ids (row numbers when None), (N, L) labels, groups, strata."""
+    return Side(
+        np.asarray(ids if ids is not None else np.arange(n)).astype(str),
+        indicator,
+        None if groups is None else np.asarray(groups, dtype=object),
+        None if strata is None else np.asarray(strata, dtype=object).astype(str),
+    )
 
 
 def _query_and_gallery_rows(

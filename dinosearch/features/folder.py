@@ -154,44 +154,70 @@ def embed_to_folder(
     check_metadata_columns(records.columns, f"the image list for {out}")
     with writing(out, "embed"):  # one embed per --out: a second waits, then gets one line
         partial = open_partial(records, backbone, out, shard_size, resume)
-        paths = records["path"].tolist()
-        spans = [
-            (start, min(start + shard_size, len(records)))
-            for start in range(0, len(records), shard_size)
-            if not shard_path(
-                partial, start, shard_size
-            ).exists()  # finished before an interruption
-        ]
-        if engine == "ray":
-            from dinosearch.features.ray_engine import embed_shards
-
-            embed_shards(
-                paths,
-                [start for start, _ in spans],
-                shard_size,
-                partial,
-                backbone,
-                address=address,
-                actors=actors,
-                batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
-                num_workers=num_workers,
-                progress=progress,
-            )
-        else:
-            embed_local(
-                paths,
-                spans,
-                partial,
-                shard_size,
-                backbone,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-            )
+        _embed_missing(
+            records,
+            backbone,
+            partial,
+            shard_size,
+            engine,
+            address=address,
+            actors=actors,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
         metadata, manifest = consolidate(
             records, backbone, partial, out, pre_skipped, source, config
         )
         return FeatureSet(np.load(out / "features.npy", mmap_mode="r"), metadata, manifest)
+
+
+def _embed_missing(
+    records: pd.DataFrame,
+    backbone: Backbone,
+    partial: Path,
+    shard_size: int,
+    engine: Engine,
+    *,
+    address: str | None,
+    actors: int | None,
+    batch_size: int | None,
+    num_workers: int | None,
+    progress: bool,
+) -> None:
+    """Embed the shards of ``records`` not yet in ``partial`` (one per ``shard_size`` rows)."""
+    paths = records["path"].tolist()
+    spans = [
+        (start, min(start + shard_size, len(records)))
+        for start in range(0, len(records), shard_size)
+        if not shard_path(partial, start, shard_size).exists()  # finished before an interruption
+    ]
+    if engine == "ray":
+        from dinosearch.features.ray_engine import embed_shards
+
+        embed_shards(
+            paths,
+            [start for start, _ in spans],
+            shard_size,
+            partial,
+            backbone,
+            address=address,
+            actors=actors,
+            batch_size=batch_size or 32,  # per CPU actor; GPU actors take whole shards
+            num_workers=num_workers,
+            progress=progress,
+        )
+    else:
+        embed_local(
+            paths,
+            spans,
+            partial,
+            shard_size,
+            backbone,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
 
 
 def embed_images(

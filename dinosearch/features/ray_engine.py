@@ -103,7 +103,22 @@ def embed_shards(
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    tables = [
+    results = _map_embedder(
+        _tables(paths, starts, shard_size), backbone, shard_size, actors, batch_size, num_workers
+    )
+    expected = {s: min(shard_size, len(paths) - s) for s in starts}
+    _collect(
+        results.iter_batches(batch_size=None, batch_format="numpy"),
+        expected,
+        shard_size,
+        partial,
+        progress,
+    )
+
+
+def _tables(paths: list[str], starts: list[int], shard_size: int) -> list[pa.Table]:
+    """One Arrow table (position, path) per missing shard: one Ray block each."""
+    return [
         pa.table(
             {
                 "position": np.arange(s, min(s + shard_size, len(paths))),
@@ -112,12 +127,27 @@ def embed_shards(
         )
         for s in starts
     ]
+
+
+def _map_embedder(
+    tables: list[pa.Table],
+    backbone: Backbone,
+    shard_size: int,
+    actors: int | None,
+    batch_size: int,
+    num_workers: int | None,
+) -> Any:
+    """The lazy Ray Dataset of ``tables`` run through a pool of ``Embedder`` replicas sized to the
+    cluster (see ``embed_shards``)."""
+    import ray
+    import ray.data
+
     gpus, cpus = (int(ray.cluster_resources().get(r, 0)) for r in ("GPU", "CPU"))
     size = actors or gpus or max(1, cpus)
     cpus_each = max(1, min(8, cpus // gpus)) if gpus else 1
     workers = num_workers if num_workers is not None else (cpus_each if gpus else 0)
     per_call = min(shard_size, 1024) if gpus else batch_size  # DataLoader start-up, amortised
-    results = ray.data.from_arrow(tables).map_batches(
+    return ray.data.from_arrow(tables).map_batches(
         Embedder,
         fn_constructor_kwargs={
             "load_args": backbone.load_args,
@@ -130,14 +160,6 @@ def embed_shards(
         num_gpus=1 if gpus else 0,
         num_cpus=cpus_each,
         batch_format="numpy",
-    )
-    expected = {s: min(shard_size, len(paths) - s) for s in starts}
-    _collect(
-        results.iter_batches(batch_size=None, batch_format="numpy"),
-        expected,
-        shard_size,
-        partial,
-        progress,
     )
 
 

@@ -155,17 +155,7 @@ def consolidate(
     result = partial / "result"
     remove_dir(result)  # a previous folder swapped out here by a run killed before deleting it
     result.mkdir()
-    features = np.lib.format.open_memmap(
-        result / "features.npy", "w+", np.float32, (len(kept), backbone.embed_dim)
-    )
-    row = 0
-    for shard in shards:
-        with np.load(shard) as z:
-            chunk = z["features"]
-            features[row : row + len(chunk)] = chunk
-            row += len(chunk)
-    features.flush()
-    del features
+    _write_features(shards, result / "features.npy", len(kept), backbone.embed_dim)
     metadata = records.iloc[kept].reset_index(drop=True)
     skipped = pd.DataFrame({"path": records["path"].iloc[fail_pos].tolist(), "reason": fail_reason})
     if pre_skipped is not None and len(pre_skipped):
@@ -192,3 +182,17 @@ def consolidate(
     replace_dir(result, out)
     remove_dir(partial)
     return metadata, manifest
+
+
+def _write_features(shards: Sequence[Path], path: Path, count: int, dim: int) -> None:
+    """Copy the shards' features, in order, into a new (count, dim) float32 ``path``, one shard in
+    memory at a time."""
+    features = np.lib.format.open_memmap(path, "w+", np.float32, (count, dim))
+    row = 0
+    for shard in shards:
+        with np.load(shard) as z:
+            chunk = z["features"]
+            features[row : row + len(chunk)] = chunk
+            row += len(chunk)
+    features.flush()
+    del features

@@ -1,7 +1,9 @@
 """Stored features (+ adapter) → unit vectors → FAISS inner-product index, published as a verified version.
 
 The version folder's files are described in ``handle.py``. The features folder is the source of
-truth; an index is a cache rebuilt from it in seconds.
+truth; an index is a cache rebuilt from it in seconds. The features are read chunk by chunk from
+the memory-mapped ``features.npy``; quantizers are trained on a sample, so only the index itself
+must fit in memory.
 """
 
 from __future__ import annotations
@@ -56,9 +58,6 @@ def build_index(
 ) -> IndexHandle:
     """Embed stored features (through ``adapter_dir`` when given), index them, publish a new version.
 
-    The features are read chunk by chunk from the memory-mapped ``features.npy``; quantizers are
-    trained on a sample, so only the index itself must fit in memory.
-
     Args:
         features_dir: a ``dinosearch embed`` output folder.
         out_dir: the index folder (``indexes/NAME``); created when absent.
@@ -80,32 +79,11 @@ def build_index(
     """
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
-    features_dir, out = Path(features_dir).resolve(), Path(out_dir)
-    fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
-    adapter = (
-        None
-        if adapter_dir is None
-        else load_adapter(adapter_dir, backbone_fingerprint=fs.fingerprint)
-    )
-    table = _metadata_table(features_dir / "metadata.parquet")
-    source = {
-        "path": str(features_dir),
-        "images": fs.manifest.get("images"),
-        "count": len(fs.features),
-        "checksum": fs.manifest.get("checksums", {}).get("features.npy"),
-    }
+    out = Path(out_dir)
+    fs, adapter, table, source = _load_inputs(Path(features_dir).resolve(), adapter_dir)
     with writing(out, "index --append" if append else "index"):
         if append:
-            return _append(
-                out,
-                fs.features,
-                table,
-                fs.manifest["backbone"],
-                adapter,
-                source,
-                keep,
-                skip_existing,
-            )
+            return _append(out, fs, table, adapter, source, keep, skip_existing)
         return _build_new(
             fs,
             out,
@@ -121,6 +99,26 @@ def build_index(
             name,
             config,
         )
+
+
+def _load_inputs(
+    features_dir: Path, adapter_dir: str | Path | None
+) -> tuple[FeatureSet, DomainAdapter | None, pa.Table, dict[str, Any]]:
+    """Load the features (vectors memory-mapped, rows as Arrow), the adapter, and the source record."""
+    fs = load_features(features_dir, metadata=False)  # rows come from Parquet as Arrow below
+    adapter = (
+        None
+        if adapter_dir is None
+        else load_adapter(adapter_dir, backbone_fingerprint=fs.fingerprint)
+    )
+    table = _metadata_table(features_dir / "metadata.parquet")
+    source = {
+        "path": str(features_dir),
+        "images": fs.manifest.get("images"),
+        "count": len(fs.features),
+        "checksum": fs.manifest.get("checksums", {}).get("features.npy"),
+    }
+    return fs, adapter, table, source
 
 
 def _build_new(
@@ -219,16 +217,17 @@ def _metadata_table(path: Path) -> pa.Table:
 
 def _append(
     out: Path,
-    features: np.ndarray,
+    fs: FeatureSet,
     table: pa.Table,
-    backbone: dict[str, Any],
     adapter: DomainAdapter | None,
     source: dict[str, Any],
     keep: int,
     skip_existing: bool,
 ) -> IndexHandle:
-    """Add the (N, D) ``features``' vectors and metadata rows to the live version, as a new version;
-    with ``skip_existing`` only the rows whose ids it lacks (none: the live version is returned)."""
+    """Add the (N, D) ``fs.features``' vectors and metadata rows to the live version, as a new
+    version; with ``skip_existing`` only the rows whose ids it lacks (none: the live version is
+    returned)."""
+    features, backbone = fs.features, fs.manifest["backbone"]
     base = open_index(out)  # read under the writer lock: the version this append builds on
     _check_same_vectors(base, backbone, adapter)
     rows = _new_rows(base, table, source["path"], skip_existing)
