@@ -160,7 +160,9 @@ def add_config_arguments(
     for f in dataclasses.fields(cls):
         meta = f.metadata
         if not meta.get("cli", True):  # no flag, but --config FILE may set it
-            if not any(a.dest == f.name for a in parser._actions):  # unless the command adds its own
+            if not any(
+                a.dest == f.name for a in parser._actions
+            ):  # unless the command adds its own
                 parser.set_defaults(**{f.name: given.get(f.name, _default_of(f))})
             continue
         where = parser
