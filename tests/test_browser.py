@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,16 +50,14 @@ def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout: float 
     pytest.fail(f"streamlit did not answer on port {port} in {timeout:.0f} s:\n{log.read_text()}")
 
 
-@pytest.fixture()
-def server(app_root: Path, tmp_path: Path):
-    """``dinosearch app``'s Streamlit command on a free localhost port against the fixture indexes."""
-    port, log = free_port(), tmp_path / "streamlit.log"
-    env = streamlit_env({**os.environ, "PYTHONUNBUFFERED": "1"})
-    command = streamlit_argv(AppConfig(indexes=str(app_root / "indexes"), port=port))
-    with open(
-        log, "w"
-    ) as out:  # what `dinosearch app` runs, from a folder with no config beside it
-        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+@contextlib.contextmanager
+def streamlit_server(indexes: str, cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """What `dinosearch app` runs, from ``cwd`` (a folder with no config beside it), on a free
+    localhost port: yields (URL, log file); stopped by its PID."""
+    port, log = free_port(), cwd / "streamlit.log"
+    command = streamlit_argv(AppConfig(indexes=indexes, port=port))
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=streamlit_env(env), stdout=out, stderr=out)
     try:
         wait_healthy(port, proc, log)
         yield f"http://127.0.0.1:{port}", log
@@ -67,6 +67,14 @@ def server(app_root: Path, tmp_path: Path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture()
+def server(app_root: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``dinosearch app``'s Streamlit command against the fixture indexes."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with streamlit_server(str(app_root / "indexes"), tmp_path, env) as running:
+        yield running
 
 
 @pytest.mark.browser

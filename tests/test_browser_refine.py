@@ -7,33 +7,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
-
-from dinosearch.app.config import AppConfig
-from dinosearch.app.launch import streamlit_argv, streamlit_env
+from test_browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 
 @pytest.fixture()
-def server(app_root: Path, tmp_path: Path):
-    port, log = free_port(), tmp_path / "streamlit.log"
+def server(app_root: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     indexes = os.environ.get("DINOSEARCH_BROWSER_INDEXES") or str(app_root / "indexes")
-    env = streamlit_env({**os.environ, "PYTHONUNBUFFERED": "1", "DINOSEARCH_CACHE": str(tmp_path)})
-    command = streamlit_argv(AppConfig(indexes=indexes, port=port))
-    with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
-    try:
-        wait_healthy(port, proc, log)
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DINOSEARCH_CACHE": str(tmp_path)}
+    with streamlit_server(indexes, tmp_path, env) as running:
+        yield running
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
