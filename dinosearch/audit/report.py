@@ -17,19 +17,34 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from dinosearch.audit.calibrate import Calibration
 from dinosearch.audit.sheets import Row, contact_sheet
 from dinosearch.core.config import to_dict
 from dinosearch.core.storage import clean_leftovers, replace_dir, write_json
 
 if TYPE_CHECKING:
     from dinosearch.audit.config import AuditConfig
-    from dinosearch.audit.run import AuditResult
+
+
+@dataclass
+class AuditResult:
+    """What the audit found (row-aligned tables keyed by film ids) and how."""
+
+    out: Path
+    counts: dict[str, int]
+    calibration: dict[str, Calibration]
+    columns: dict[str, str | None]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
 
 _PUNCT = re.compile(
     r"([!-/:-@\[-`{-~])"

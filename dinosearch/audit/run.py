@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,12 @@ from dinosearch.audit.pairs import (
     unique_pairs,
 )
 from dinosearch.audit.pixels import aligned_score, pixel_signals
+from dinosearch.audit.report import AuditResult, write_report
 from dinosearch.core.columns import resolve_column
 from dinosearch.index.handle import IndexHandle, open_index
 
 SPLIT = "split"
 MAX_DISTINCT_ABOVE = 0.05  # an embedding threshold flagging more films than this does not separate
-
-
-@dataclass
-class AuditResult:
-    """What the audit found (row-aligned tables keyed by film ids) and how."""
-
-    out: Path
-    counts: dict[str, int]
-    calibration: dict[str, Calibration]
-    columns: dict[str, str | None]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _columns(meta: pd.DataFrame, config: AuditConfig) -> dict[str, str | None]:
@@ -171,8 +158,6 @@ def run_audit(config: AuditConfig, *, log: Callable[[str], None] = print) -> Aud
         if config.write_manifest
         else None
     )
-    from dinosearch.audit.report import write_report
-
     write_report(result, config, meta, labels, manifest)
     return result
 
