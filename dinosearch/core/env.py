@@ -17,8 +17,8 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Variable:
-    kind: Literal["int", "path", "str"]
-    default: int | str | None
+    kind: Literal["int", "float", "path", "str"]
+    default: int | float | str | None
     help: str
 
 
@@ -76,10 +76,10 @@ VARIABLES: dict[str, Variable] = {
     "DINOSEARCH_DICOMWEB_USER": Variable("str", None, "basic-auth user for the DICOMweb archive"),
     "DINOSEARCH_DICOMWEB_PASSWORD": Variable("str", None, "basic-auth password (with …_USER)"),
     "DINOSEARCH_DICOMWEB_TIMEOUT": Variable(
-        "str", "30", "seconds one DICOMweb request may take (a number)"
+        "float", 30.0, "seconds to connect and between bytes of a DICOMweb answer (0: the default)"
     ),  # fmt: skip
     "DINOSEARCH_DICOMWEB_RETRIES": Variable(
-        "str", "3", "retries with back-off of a DICOMweb request on 5xx or a dropped connection"
+        "float", 3, "retries with back-off of a DICOMweb request on 5xx or a dropped connection"
     ),  # fmt: skip
 }
 
@@ -108,10 +108,23 @@ def env_int(name: str, env: Mapping[str, str] | None = None) -> int:
     return value
 
 
+def env_float(name: str, env: Mapping[str, str] | None = None) -> float:
+    """A number ≥ 0, or its default when unset/empty; ValueError naming it otherwise."""
+    var = _variable(name, "float")
+    raw = ((os.environ if env is None else env).get(name) or "").strip()
+    try:
+        value = float(raw) if raw else float(var.default or 0)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} is not a number ≥ 0; unset it or give {var.default}")
+    return value
+
+
 def env_str(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """A text or path variable as set (None when unset or empty, then the caller's default)."""
     var = VARIABLES.get(name)
-    if var is None or var.kind == "int":
+    if var is None or var.kind in ("int", "float"):
         raise KeyError(f"{name} is no text variable of core.env.VARIABLES; add it there first")
     raw = (os.environ if env is None else env).get(name)
     return raw if raw else None

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from dinosearch.core.env import env_str
+from dinosearch.core.env import VARIABLES, env_float, env_str
 from dinosearch.inputs.errors import ArchiveError, ImageReadError
 
 SCHEME = "dicomweb+"
@@ -66,22 +66,9 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     return base, {k: ",".join(v) for k, v in filters.items()}
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = (env_str(name) or "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ValueError(
-            f"{name}={raw!r} is not a number of seconds ≥ 0; unset it or give {default}"
-        )
-    return value
-
-
 def timeout() -> float:
     """Seconds to connect and between bytes of an answer (``DINOSEARCH_DICOMWEB_TIMEOUT``, 30)."""
-    return _env_float(TIMEOUT_ENV, 30.0) or 30.0
+    return env_float(TIMEOUT_ENV) or float(VARIABLES[TIMEOUT_ENV].default or 30)
 
 
 @cache
@@ -98,7 +85,7 @@ def _session(pid: int) -> Any:
         session.headers["Authorization"] = f"Bearer {token}"
     elif user := env_str(USER_ENV):
         session.auth = (user, env_str(PASSWORD_ENV) or "")
-    retries = int(_env_float(RETRIES_ENV, 3))
+    retries = int(env_float(RETRIES_ENV))
     retry = Retry(
         total=retries,
         backoff_factor=0.2,
