@@ -12,6 +12,7 @@ from helpers import TINY, TINY_SIZE, save_untrained_adapter
 from orthanc import Orthanc, available
 
 from dinosearch.cli import main
+from dinosearch.features.folder import load_features
 from dinosearch.index import build_index, open_index
 from dinosearch.sync.archive import sync_once
 from dinosearch.sync.config import SyncConfig
@@ -101,3 +102,78 @@ def _archive_ids_before(rows: pd.DataFrame, gone: list[str]) -> list[str]:
         for i, row in rows.iterrows()
         if row["patient_id"] in gone
     ]
+
+
+def _sync_argv(orthanc: Orthanc, root: Path) -> list[str]:
+    folders = ["--features", str(root / "features"), "--index", str(root / "raw")]
+    return ["sync", "--archive", orthanc.dicomweb, *folders, *TINY_SYNC, *RUNTIME]
+
+
+def _archive_ids(orthanc: Orthanc) -> list[str]:
+    from dinosearch.inputs.dicomweb import load_archive_records
+
+    return sorted(load_archive_records(orthanc.dicomweb)[0]["id"])
+
+
+def test_two_syncs_of_one_features_folder_at_once_both_finish_and_agree(
+    orthanc: Orthanc, tmp_path: Path, tiny_backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second pass waits for the first (its own lock) instead of deleting its half-made batch."""
+    import time
+
+    from forking import finish, start
+
+    import dinosearch.sync.archive as archive
+
+    monkeypatch.setenv("DINOSEARCH_CACHE", str(tmp_path / "cache"))
+    embed_new = archive._embed_new
+
+    def slow_embed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made = embed_new(*args, **kwargs)
+        time.sleep(1.5)  # the other pass starts meanwhile: its tidying must not take this batch
+        return made
+
+    orthanc.store(write_films(sample_rows(6, start=300), tmp_path / "films", start=300))
+    assert main(_sync_argv(orthanc, tmp_path)) == 0
+    orthanc.store(write_films(sample_rows(8, start=306), tmp_path / "films", start=306))
+    monkeypatch.setattr(archive, "_embed_new", slow_embed)
+    children = []
+    for _ in range(2):
+        children.append(start(lambda: main(_sync_argv(orthanc, tmp_path))))
+        time.sleep(0.5)
+    outcomes = [finish(child, timeout=120) for child in children]
+    assert [(o.status, o.value) for o in outcomes] == [("ok", 0), ("ok", 0)], outcomes
+    ids = load_features(tmp_path / "features").metadata["id"].astype(str).tolist()
+    assert sorted(ids) == _archive_ids(orthanc) and len(ids) == 14  # each film once
+    assert sorted(open_index(tmp_path / "raw").metadata["id"].astype(str)) == sorted(ids)
+    litter = [p.name for p in tmp_path.iterdir() if p.name.startswith(("features.", ".features."))]
+    assert [n for n in litter if not n.endswith((".lock", ".lock.holder"))] == []
+
+
+def test_a_removal_that_lands_while_sync_embeds_is_not_undone_by_its_merge(
+    orthanc: Orthanc, tmp_path: Path, tiny_backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`remove` finishes between sync's listing and its merge: the merge reads the folder again
+    under its lock, so the removed rows do not come back from sync's stale copy."""
+    import dinosearch.sync.archive as archive
+    from dinosearch.sync.erase import forget
+
+    monkeypatch.setenv("DINOSEARCH_CACHE", str(tmp_path / "cache"))
+    first = sample_rows(6, start=100)
+    orthanc.store(write_films(first, tmp_path / "films", start=100))
+    assert main(_sync_argv(orthanc, tmp_path)) == 0
+    before = load_features(tmp_path / "features").metadata["id"].astype(str).tolist()
+    gone = before[:2]
+    embed_new = archive._embed_new
+
+    def embed_then_remove(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made = embed_new(*args, **kwargs)
+        forget([tmp_path / "raw"], gone, features_dirs=[tmp_path / "features"])
+        return made
+
+    monkeypatch.setattr(archive, "_embed_new", embed_then_remove)
+    orthanc.store(write_films(sample_rows(3, start=106), tmp_path / "films", start=106))
+    assert main(_sync_argv(orthanc, tmp_path)) == 0
+    ids = load_features(tmp_path / "features").metadata["id"].astype(str).tolist()
+    assert not set(ids) & set(gone) and len(ids) == len(set(ids)) == 7
+    assert sorted(open_index(tmp_path / "raw").metadata["id"].astype(str)) == sorted(ids)

@@ -21,20 +21,21 @@ from dinosearch.core.env import env_int
 DEFAULT_TIMEOUT = float(env_int("DINOSEARCH_LOCK_TIMEOUT"))  # seconds
 
 
-def lock_path(folder: Path) -> Path:
-    """``.NAME.lock`` beside ``folder`` (outside it: a whole-folder swap keeps it)."""
+def lock_path(folder: Path, scope: str = "") -> Path:
+    """``.NAME.lock`` beside ``folder`` (outside it: a whole-folder swap keeps it);
+    ``.NAME.SCOPE.lock`` for a second, independent lock on the same folder (e.g. a whole sync pass)."""
     folder = Path(folder).absolute()
-    return folder.with_name(f".{folder.name}.lock")
+    return folder.with_name(f".{folder.name}{'.' + scope if scope else ''}.lock")
 
 
-def _holder_path(folder: Path) -> Path:
-    lock = lock_path(folder)
+def _holder_path(folder: Path, scope: str = "") -> Path:
+    lock = lock_path(folder, scope)
     return lock.with_name(lock.name + ".holder")
 
 
-def holder(folder: Path) -> dict[str, object]:
+def holder(folder: Path, scope: str = "") -> dict[str, object]:
     """What the last writer of ``folder`` recorded (pid, command, since); empty when unknown."""
-    path = _holder_path(folder)
+    path = _holder_path(folder, scope)
     try:
         if not path.is_file() or path.stat().st_size > 4096:
             return {}
@@ -44,8 +45,8 @@ def holder(folder: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _busy_message(folder: Path, command: str, timeout: float) -> str:
-    info = holder(folder)
+def _busy_message(folder: Path, command: str, timeout: float, scope: str) -> str:
+    info = holder(folder, scope)
     who = str(info.get("command") or command)
     started = info.get("since")
     since = (
@@ -59,11 +60,15 @@ def _busy_message(folder: Path, command: str, timeout: float) -> str:
 
 
 @contextmanager
-def writing(folder: Path, command: str, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+def writing(
+    folder: Path, command: str, *, timeout: float = DEFAULT_TIMEOUT, scope: str = ""
+) -> Iterator[None]:
     """Hold the one-writer lock of ``folder`` while the block runs (``command``: e.g. "index").
 
     Waits up to ``timeout`` seconds for another writer (any process, this one included: the lock is
-    not re-entrant across threads) to finish.
+    not re-entrant, so never nest two ``writing`` of one folder and scope) to finish. A ``scope``
+    names a separate lock on the folder: ``sync`` holds ``scope="sync"`` for its whole pass and the
+    folder's own lock only while it swaps the folder, so an ``embed`` or ``remove`` can wait between.
 
     Raises:
         ValueError: still held after ``timeout``: "another `dinosearch index` is writing OUT (pid N,
@@ -72,7 +77,7 @@ def writing(folder: Path, command: str, *, timeout: float = DEFAULT_TIMEOUT) -> 
     folder = Path(folder).absolute()
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(
-        str(lock_path(folder)),
+        str(lock_path(folder, scope)),
         timeout=timeout,
         thread_local=False,
         preserve_lock_file=True,  # deleting it on release would let two writers lock two inodes
@@ -81,16 +86,16 @@ def writing(folder: Path, command: str, *, timeout: float = DEFAULT_TIMEOUT) -> 
     try:
         lock.acquire()
     except Timeout as e:
-        raise ValueError(_busy_message(folder, command, timeout)) from e
+        raise ValueError(_busy_message(folder, command, timeout, scope)) from e
     try:
-        _record_holder(folder, command)
+        _record_holder(folder, command, scope)
         yield
     finally:
         lock.release()
 
 
-def _record_holder(folder: Path, command: str) -> None:
+def _record_holder(folder: Path, command: str, scope: str) -> None:
     """Write who holds the lock (best effort: a full disk must not stop the job here)."""
     data = {"pid": os.getpid(), "command": command, "since": time.time()}
     with suppress(OSError):
-        _holder_path(folder).write_text(json.dumps(data), encoding="utf-8")
+        _holder_path(folder, scope).write_text(json.dumps(data), encoding="utf-8")

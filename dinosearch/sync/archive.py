@@ -17,20 +17,20 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dinosearch.backbones import Backbone, load_backbone
 from dinosearch.core.config import to_dict
+from dinosearch.core.lock import writing
 from dinosearch.core.runtime import resolve_device
 from dinosearch.core.storage import clean_leftovers, read_json, remove_dir
-from dinosearch.features.folder import FeatureSet, embed_to_folder, load_features
+from dinosearch.features.folder import FeatureSet, embed_to_folder
 from dinosearch.index import build_index
 from dinosearch.index.publish import current_version
 from dinosearch.inputs.dicomweb import load_archive_records
 from dinosearch.inputs.records import records_fingerprint
 from dinosearch.sync.config import SyncConfig
-from dinosearch.sync.merge import merge_features, read_skipped
+from dinosearch.sync.merge import merge_features, open_features, read_skipped
 
 
 @dataclass
@@ -105,53 +105,60 @@ def _forget(config: SyncConfig, ids: list[str]) -> None:
     forget(live, ids, features_dirs=[Path(config.features)])
 
 
-def _open_features(out: Path) -> FeatureSet | None:
-    """The features folder, or None before the first pass (a folder a kill left aside is put back)."""
-    try:
-        return load_features(out)
-    except FileNotFoundError:
-        if out.exists():
-            raise
-        return None
-
-
 def sync_once(config: SyncConfig) -> SyncResult:
-    """One pass (see module docstring); returns what it added, removed and published."""
+    """One pass (see module docstring); returns what it added, removed and published.
+
+    Holds the features folder's ``sync`` lock for the whole pass (a second ``sync`` of the folder
+    waits), and the folder's own writer lock while it tidies and while it swaps the folder in.
+    """
     out = Path(config.features)
-    for suffix in ("", ".sync-new", ".sync-new.partial", ".sync"):
-        clean_leftovers(out.with_name(out.name + suffix))  # what a killed pass left mid-swap
-    for suffix in (".sync-new", ".sync"):  # a finished batch or merge of a killed pass: redo it
-        remove_dir(out.with_name(out.name + suffix))
+    with writing(out, "sync", scope="sync-pass"):
+        with writing(out, "sync"):
+            clean_leftovers(out)  # what a killed pass or embed left mid-swap
+        for suffix in (".sync-new", ".sync-new.partial", ".sync"):
+            clean_leftovers(out.with_name(out.name + suffix))
+        for suffix in (".sync-new", ".sync"):  # a finished batch or merge of a killed pass: redo it
+            remove_dir(out.with_name(out.name + suffix))
+        result, features = _bring_features(config, out)
+        if features is None or features.manifest["count"] == 0:
+            return result  # nothing to index (an empty archive or every film undecodable)
+        _publish_stale(config, out, features, result)
+        return result
+
+
+def _bring_features(config: SyncConfig, out: Path) -> tuple[SyncResult, FeatureSet | None]:
+    """Erase what the archive dropped, embed what it added, merge; the pass's result and folder
+    (None: an empty archive and no folder yet)."""
     records, _ = load_archive_records(config.archive)
-    old = _open_features(out)
+    old = open_features(out)
     have = set(old.metadata["id"].astype(str)) if old is not None and len(old.metadata) else set()
     skipped_before = set(read_skipped(out)["path"]) if old is not None else set()
     listed = set(records["id"])
     result = SyncResult(removed=sorted(have - listed))
     if result.removed:  # erased from the features folder, every index version and the view cache
         _forget(config, result.removed)
-        old = _open_features(out)
+        old = open_features(out)
     todo = records[~records["id"].isin(have) & ~records["path"].isin(skipped_before)]
     result.added = todo["id"].tolist()
+    if todo.empty and old is None:
+        return result, None
     if todo.empty and old is not None:
         features = old
     else:
         new_dir = _embed_new(todo.reset_index(drop=True), config, old)
-        keep = (
-            old.metadata["id"].astype(str).isin(listed).to_numpy()
-            if old is not None and len(old.metadata)
-            else np.zeros(0, bool)
-        )
         features = merge_features(
-            old, keep, new_dir, out, skipped_paths=set(records["path"]), config=to_dict(config)
+            out, listed, new_dir, skipped_paths=set(records["path"]), config=to_dict(config)
         )
         if new_dir is not None:
             remove_dir(new_dir)
         added = set(features.metadata["id"].astype(str)) if len(features.metadata) else set()
         result.added = [i for i in result.added if i in added]
     result.skipped = int(features.manifest.get("skipped", 0))
-    if features.manifest["count"] == 0:
-        return result  # nothing to index (an empty archive or every film undecodable)
+    return result, features
+
+
+def _publish_stale(config: SyncConfig, out: Path, features: FeatureSet, result: SyncResult) -> None:
+    """A new version of each index (raw, adapted) whose live one was built from other features."""
     pairs: list[tuple[Path, str | None]] = [(Path(config.index), None)]
     if config.adapted_index is not None:
         pairs.append((Path(config.adapted_index), config.adapter))
@@ -159,7 +166,6 @@ def sync_once(config: SyncConfig) -> SyncResult:
         if _stale(index, features):
             handle = build_index(out, index, adapter_dir=adapter, keep=config.keep)
             result.published[str(index)] = handle.version
-    return result
 
 
 def sync_archive(
