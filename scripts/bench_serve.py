@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx  # only to wait for /readyz
 import numpy as np
 import pandas as pd
 from filelock import FileLock
@@ -104,33 +105,95 @@ def load(
     url: str, queries: list[bytes], clients: int, k: int
 ) -> tuple[float, list[float], list[dict[str, Any] | None]]:
     """(requests/s, latencies ms, bodies or None for a failure): ``clients`` concurrent clients
-    (coroutines with a connection each, so the clients' own cost stays small) share the queries."""
+    (one keep-alive connection each) share the queries."""
     return asyncio.run(_load(url, queries, clients, k))
+
+
+def _request(url: str, query: bytes, k: int) -> bytes:
+    """One POST /v1/search as bytes: multipart with the image and its params, built once."""
+    host = url.split("//", 1)[1]
+    boundary = "dinosearch-bench-boundary"
+    body = b"".join([
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n".encode(),
+        json.dumps({"k": k}).encode(),
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n".encode(),
+        query,
+        f"\r\n--{boundary}--\r\n".encode(),
+    ])  # fmt: skip
+    head = (
+        f"POST /v1/search HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """Send one request on a kept-alive connection; (status, body) of its answer."""
+    writer.write(request)
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    fields = dict(line.lower().split(": ", 1) for line in head[1:] if ": " in line)
+    if "content-length" not in fields:
+        raise ValueError("the answer has no Content-Length")
+    return status, await reader.readexactly(int(fields["content-length"]))
 
 
 async def _load(
     url: str, queries: list[bytes], clients: int, k: int
 ) -> tuple[float, list[float], list[dict[str, Any] | None]]:
+    """A small load generator (as ``wrk`` would be): requests are built before the clock starts
+    and answers read with asyncio streams, so the clients take little of the CPU they share with
+    the server (httpx took as much CPU per request as the server did)."""
+    host, port = url.split("//", 1)[1].split(":")
+    requests = [_request(url, q, k) for q in queries]
     results: list[tuple[float, dict[str, Any] | None]] = [(0.0, None)] * len(queries)
-    params = json.dumps({"k": k})
-    headers = {"Authorization": f"Bearer {KEY}"}
 
     async def client(c: int) -> None:
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
             for i in range(c, len(queries), clients):
                 start = time.perf_counter()
+                body = None
                 try:
-                    files = {"file": ("q.jpg", queries[i])}
-                    r = await http.post("/v1/search", files=files, data={"params": params})
-                    body = r.json() if r.status_code == 200 else None
-                except httpx.HTTPError:
-                    body = None
+                    status, data = await asyncio.wait_for(
+                        _exchange(reader, writer, requests[i]), 120
+                    )
+                    body = json.loads(data) if status == 200 else None
+                except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
+                    writer.close()  # a broken connection: count the failure, open another
+                    reader, writer = await asyncio.open_connection(host, int(port))
                 results[i] = ((time.perf_counter() - start) * 1000, body)
+        finally:
+            writer.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
     wall = time.perf_counter() - start
     return len(queries) / wall, [t for t, _ in results], [b for _, b in results]
+
+
+def measured(pid: int, run: Any) -> tuple[Any, tuple[float, float]]:
+    """``run()``'s value and the CPU milliseconds per query it cost the server (``pid``) and this
+    process (the clients), from /proc and getrusage: where the two share cores, what each took."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def server() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def clients() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    s0, c0 = server(), clients()
+    value = run()
+    n = len(value[1])
+    return value, ((server() - s0) * 1000 / n, (clients() - c0) * 1000 / n)
 
 
 def mixed(body: dict[str, Any], tags: dict[str, str]) -> bool:
@@ -191,17 +254,18 @@ def run_backbone(
     try:
         load(url, queries[:8], 4, 5)  # warm connections and code paths
         before = bare_rate(index, backbone, queries, 5)
-        runs = [(c, *load(url, queries, c, 5)) for c in (1, 4, 16)]
+        runs = [(c, *measured(proc.pid, lambda c=c: load(url, queries, c, 5))) for c in (1, 4, 16)]
         after = bare_rate(index, backbone, queries, 5)  # the machine is shared: measure twice
         bare = max(before, after)
         print(f"\n{name} ({model}, {size} px, random weights: UNTRAINED), {len(records)} indexed, "
               f"{len(queries)} queries per run")  # fmt: skip
         print(f"  bare batched forward + search: {before:8.1f} queries/s before, {after:.1f} after "
               f"(ratios below use the higher)")  # fmt: skip
-        for clients, rate, lat, bodies in runs:
+        for clients, (rate, lat, bodies), (server_ms, client_ms) in runs:
             fails = sum(b is None for b in bodies)
             print(f"  {clients:2d} clients: {rate:8.1f} req/s ({rate / bare:.2f}x bare)  p50 "
-                  f"{pct(lat, 50):7.1f} ms  p95 {pct(lat, 95):7.1f} ms  p99 {pct(lat, 99):7.1f} ms  failed {fails}")  # fmt: skip
+                  f"{pct(lat, 50):7.1f} ms  p95 {pct(lat, 95):7.1f} ms  p99 {pct(lat, 99):7.1f} ms  failed {fails}  "
+                  f"CPU/request: server {server_ms:.1f} ms, clients {client_ms:.1f} ms")  # fmt: skip
         spacing = len(queries) / max(rate, 1e-6) / 6  # spread 5 publishes over one 16-client run
         failed, bad, published = republish_under_load(
             url, (feats_a, feats_b), index, queries, 5, spacing

@@ -270,3 +270,29 @@ def test_app_api_mode_with_region_and_marks(
     want = pair.query(image, 6, region=(0, 0, w / 2, h), feedback=marks, collapse="patient_id")
     assert card_ids(result_column(page, "Raw backbone")) == [str(i) for i in want.raw.rows["id"]]
     assert card_ids(result_column(page, "Adapted")) == [str(i) for i in want.adapted.rows["id"]]
+
+
+def test_batcher_waits_only_for_announced_requests() -> None:
+    """A lone query is not held for ``max_wait_s``; one announced with ``coming()`` joins the batch,
+    and the wait ends when the announced request leaves without submitting."""
+    calls: list[int] = []
+
+    def forward(x: torch.Tensor) -> np.ndarray:
+        calls.append(len(x))
+        return x.flatten(1).sum(1, keepdim=True).numpy()
+
+    batcher = ModelBatcher(forward, max_batch=8, max_wait_s=60.0)
+    one = torch.ones(1, 1, 2, 2)
+    assert batcher.submit(one).result(10).tolist() == [[4.0]]  # would time out after a 60 s wait
+    with ThreadPoolExecutor(1) as pool:
+        with batcher.coming():
+            first = pool.submit(lambda: batcher.submit(one).result(10)).result  # queued, waiting
+            time.sleep(0.2)  # the worker holds the first job for the announced one
+            second = batcher.submit(2 * one)
+        assert first(10).tolist() == [[4.0]] and second.result(10).tolist() == [[8.0]]
+        with batcher.coming():
+            lone = pool.submit(lambda: batcher.submit(one).result(10))
+            time.sleep(0.2)
+        assert lone.result(10).tolist() == [[4.0]]  # the announced one left: no 60 s wait
+    assert calls == [1, 2, 1]
+    batcher.close()

@@ -90,11 +90,7 @@ class RemotePair:
             )
         ids = np.array([h["row"] for h in answer["hits"]], dtype=np.int64)
         scores = np.array([h["score"] for h in answer["hits"]], dtype=np.float32)
-        rows = self._versions[key].rows(ids)
-        rows.insert(0, "rank", np.arange(1, len(ids) + 1))
-        rows.insert(1, "score", scores)
-        front = ["rank", "score", "id", "path", "label"]
-        rows = rows[front + [c for c in rows.columns if c not in front]]
+        more = None
         if answer["hits"] and answer["hits"][0].get("more_films") is not None:
-            rows.insert(5, "more_films", [int(h["more_films"]) for h in answer["hits"]])
-        return SearchResult(ids, scores, rows)
+            more = np.array([int(h["more_films"]) for h in answer["hits"]], dtype=np.int64)
+        return SearchResult(ids, scores, self._versions[key].take(ids), more)

@@ -117,7 +117,11 @@ class IndexHandle:
 
     def rows(self, ids: np.ndarray) -> pd.DataFrame:
         """Metadata rows of vector ``ids`` (k,), in that order; only those rows are converted."""
-        return self.table.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pandas()
+        return self.take(ids).to_pandas()
+
+    def take(self, ids: np.ndarray) -> pa.Table:
+        """Metadata rows of vector ``ids`` (k,), in that order, as Arrow."""
+        return self.table.take(pa.array(np.asarray(ids, dtype=np.int64)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, D) unit queries → scores (B, k), ids (B, k); exact Flat runs as one numpy matmul."""

@@ -4,12 +4,14 @@ query embedder in front of it, so images can be queried with the index's own bac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from dinosearch.adapt.vectors import to_vectors
@@ -29,16 +31,41 @@ if TYPE_CHECKING:
     from dinosearch.backbones.transforms import ImageTransform
 
 
+FRONT = ("rank", "score", "id", "path", "label")  # a result's first columns, then the metadata's
+
+
 @dataclass
 class SearchResult:
-    """Top-k hits of one query, best first."""
+    """Top-k hits of one query, best first; their metadata is read from the index on first use."""
 
     ids: np.ndarray  # (k,) int64 vector ids = metadata row numbers
     scores: np.ndarray  # (k,) float32 inner products of unit vectors (cosine similarity)
-    rows: pd.DataFrame  # k rows: rank, score, id, path, label and every metadata column
+    table: pa.Table = field(repr=False)  # the k hits' metadata rows (Arrow), in rank order
+    more_films: np.ndarray | None = None  # (k,) other rows of each hit's group (collapse)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        """k rows: rank, score, id, path, label, (more_films,) then every metadata column."""
+        rows = self.table.to_pandas()
+        rows.insert(0, "rank", np.arange(1, len(self.ids) + 1))
+        rows.insert(1, "score", self.scores)
+        rows = rows[[*FRONT, *(c for c in rows.columns if c not in FRONT)]]
+        if self.more_films is not None:
+            rows.insert(5, "more_films", self.more_films)
+        return rows
+
+    def records(self) -> list[dict[str, Any]]:
+        """The hits as plain dicts (metadata, ``rank``, ``score``, ``more_films``), without pandas:
+        what a service answers many times a second."""
+        records = self.table.to_pylist()
+        for i, record in enumerate(records):
+            record["rank"], record["score"] = i + 1, float(self.scores[i])
+            if self.more_films is not None:
+                record["more_films"] = int(self.more_films[i])
+        return records
 
 
 class VectorSearcher:
@@ -157,11 +184,9 @@ class VectorSearcher:
         if diversity is not None:
             keep = mmr(query, self.vectors_of_rows(ids), k, diversity)
             ids, scores = ids[keep], scores[keep]
-        result = self._result(ids[:k], scores[:k])
-        if codes is not None:
-            more = group_sizes(codes, allowed)[result.ids] - 1
-            result.rows.insert(5, "more_films", more)
-        return result
+        ids, scores = ids[:k], scores[:k]
+        more = None if codes is None else group_sizes(codes, allowed)[ids] - 1
+        return SearchResult(ids, scores, self.handle.take(ids), more)
 
     def _checked(self, queries: np.ndarray, fingerprint: str | None) -> np.ndarray:
         """(B, D) unit queries, after refusing another fingerprint, another dimension, NaN/inf."""
@@ -190,14 +215,6 @@ class VectorSearcher:
     def vectors_of_ids(self, ids: Sequence[Any]) -> np.ndarray:
         """(n, D) unit vectors of the rows whose metadata ``id`` is in ``ids`` (in that order)."""
         return self.vectors_of_rows(self._rows.rows_of_ids(ids))
-
-    def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
-        rows = self.handle.rows(ids)
-        rows.insert(0, "rank", np.arange(1, len(ids) + 1))
-        rows.insert(1, "score", scores)
-        front = ["rank", "score", "id", "path", "label"]
-        rows = rows[front + [c for c in rows.columns if c not in front]]
-        return SearchResult(ids, scores, rows)
 
 
 def _searchable(handle: IndexHandle) -> IndexHandle:

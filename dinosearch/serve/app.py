@@ -19,7 +19,7 @@ from dinosearch.serve.config import API_KEYS_ENV, LOOPBACK, ServeConfig
 from dinosearch.serve.deps import require_key
 from dinosearch.serve.errors import install_error_handlers
 from dinosearch.serve.keys import KeyRing, load_keys
-from dinosearch.serve.observe import log, request_middleware, setup_logging
+from dinosearch.serve.observe import RequestObserver, log, setup_logging
 from dinosearch.serve.routers import explain, health, indexes, search
 from dinosearch.serve.service import Service
 
@@ -56,13 +56,12 @@ def create_app(config: ServeConfig, env: Mapping[str, str] | None = None) -> Fas
         log.info("starting", extra={"endpoint": "startup"})
         await run_in_threadpool(service.start)
         yield
-        service.registry.close()
+        service.close()
 
     app = FastAPI(title="dinosearch", version="1", lifespan=lifespan)
     app.state.service = service
     app.state.config = to_dict(config)
     install_error_handlers(app)
-    app.middleware("http")(request_middleware(service.metrics))
     if config.cors_origin:
         app.add_middleware(
             CORSMiddleware,
@@ -70,6 +69,7 @@ def create_app(config: ServeConfig, env: Mapping[str, str] | None = None) -> Fas
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
+    app.add_middleware(RequestObserver, metrics=service.metrics)  # added last: the outermost
     auth = [Depends(require_key)]
     for router in (search.router, indexes.router, explain.router):
         app.include_router(router, prefix="/v1", dependencies=auth)

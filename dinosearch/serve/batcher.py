@@ -3,6 +3,8 @@
 A request hands over its preprocessed (3, S, S) tensors and awaits a future; the worker takes what
 is queued (waiting at most ``max_wait_s`` for more, never more than ``max_batch`` images), runs the
 backbone once and gives each request its rows. Throughput under load approaches the batched rate.
+It waits only while a request announced with ``coming()`` is still being prepared: a lone query
+goes straight to the model.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +27,9 @@ Forward = Callable[[torch.Tensor], np.ndarray]  # (B, 3, S, S) → (B, D) float3
 class _Job:
     images: torch.Tensor  # (b, 3, S, S)
     future: Future[np.ndarray] = field(default_factory=Future)
+
+
+_WAKE = _Job(torch.empty(0))  # queued when an announced request is done: not a job
 
 
 class ModelBatcher:
@@ -51,6 +57,8 @@ class ModelBatcher:
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._coming = 0  # requests preparing images for this model (``coming``)
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="dinosearch-model", daemon=True)
         self._thread.start()
 
@@ -62,6 +70,18 @@ class ModelBatcher:
         self._queue.put(job)
         return job.future
 
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """Announce a request that will ``submit`` within the block: a batch waits for it."""
+        with self._count_lock:
+            self._coming += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._coming -= 1
+            self._queue.put(_WAKE)  # a gathering batch looks again: is anyone still coming?
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker after the queued jobs."""
         self._queue.put(None)
@@ -72,22 +92,29 @@ class ModelBatcher:
             first = self._queue.get()
             if first is None:
                 return
+            if first is _WAKE:
+                continue
             jobs, stop = self._gather(first)
             self._serve(jobs)
             if stop:
                 return
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        """``first`` and whatever joins it within ``max_wait_s``, up to ``max_batch`` images."""
+        """``first`` and whatever joins it within ``max_wait_s``, up to ``max_batch`` images; the
+        wait ends early when the queue is empty and no announced request is still preparing."""
         jobs, count = [first], len(first.images)
         deadline = time.monotonic() + self.max_wait_s
         while count < self.max_batch:
+            if self._coming == 0 and self._queue.empty():
+                break
             try:
                 job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
                 break
             if job is None:
                 return jobs, True
+            if job is _WAKE:
+                continue
             if count + len(job.images) > self.max_batch:
                 self._serve(jobs)  # the newcomer starts the next batch
                 jobs, count = [job], len(job.images)

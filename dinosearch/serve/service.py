@@ -10,11 +10,13 @@ import io
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
+from anyio import to_thread
 from PIL import Image
 
 from dinosearch.core.privacy import (
@@ -69,8 +71,11 @@ class Service:
             ),
         )
         self.warm = False
-        # CPU work (decode, preprocess, search) on as many threads as cores: more only thrash the GIL
-        self.cpu = CapacityLimiter(config.cpu_workers or os.cpu_count() or 1)
+        # CPU work (decode, preprocess, search) on as many threads as cores: more only thrash the GIL.
+        # A plain executor: anyio's run_sync with a limiter cost the event loop 3x more a hop.
+        self.cpu = ThreadPoolExecutor(
+            config.cpu_workers or os.cpu_count() or 1, thread_name_prefix="dinosearch-cpu"
+        )
         self.tokens: Any = None  # the explainers' shared token cache, made on first use
 
     def start(self) -> None:
@@ -101,15 +106,22 @@ class Service:
         self, item: ItemRef | None, uid: str | None, upload: Upload | None
     ) -> Image.Image:
         """The query as an image: exactly one of an upload, an indexed item or an archive UID."""
+        return await self.work(await self.query_loader(item, uid, upload))
+
+    async def query_loader(
+        self, item: ItemRef | None, uid: str | None, upload: Upload | None
+    ) -> Callable[[], Image.Image]:
+        """What reads the query image (CPU work, for ``work``): exactly one of an upload, an indexed
+        item or an archive UID (fetched here, on a thread that waits on the network, not a core)."""
         given = [x is not None for x in (item, uid, upload)]
         if sum(given) != 1:
             raise ApiError(422, "send exactly one query: a file, an item or a sop_instance_uid")
         if upload is not None:
-            return await self.work(_decode, upload.data, upload.name)
+            return partial(_decode, upload.data, upload.name)
         if item is not None:
-            return await self.work(self.item_image, item)
-        data = await to_thread.run_sync(self._fetch, str(uid))  # waits on the network, not a core
-        return await self.work(_decode, data, f"{uid}.dcm")
+            return partial(self.item_image, item)
+        data = await to_thread.run_sync(self._fetch, str(uid))
+        return partial(_decode, data, f"{uid}.dcm")
 
     def item_image(self, item: ItemRef) -> Image.Image:
         snap = self.snapshot(item.index)
@@ -144,43 +156,52 @@ class Service:
             raise ApiError(404, f"the archive has no instance {uid}: {e}") from e
 
     async def search(
-        self, params: SearchParams, image: Image.Image, snaps: list[Snapshot]
+        self, params: SearchParams, load: Callable[[], Image.Image], snaps: list[Snapshot]
     ) -> list[IndexAnswer]:
-        """Top-k of each snapshot for one image: one batched forward per backbone, then the searches."""
+        """Top-k of each snapshot for the image ``load()`` reads: one batched forward per backbone.
+
+        Two hops to a worker thread (read + preprocess, then every search and answer) and one wait
+        for the model: each hop costs the event loop a wake-up, and under load those add up.
+        """
         models = {id(s.model): s.model for s in snaps}
         check_marks(params, [s.name for s in snaps])  # before any work
         shown = allowed_columns(self.allowed)
         for snap in snaps:
             check_columns(params, shown, snap.searcher.handle.table.column_names)
-        if params.region is not None:  # the box as a film of its own (search.region "crop")
-            image = await self.work(cropped, image, params.region)
-        batches = await self.work(
-            lambda: {key: m.prepare([image]) for key, m in models.items()}  # (1, 3, S, S) each
+
+        def prepare() -> dict[int, Future[np.ndarray]]:
+            with ExitStack() as announced:  # the model's batch waits for this query meanwhile
+                for m in models.values():
+                    announced.enter_context(m.batcher.coming())
+                image = load()
+                if params.region is not None:  # the box as a film of its own ("crop")
+                    image = cropped(image, params.region)
+                return {k: m.batcher.submit(m.prepare([image])) for k, m in models.items()}
+
+        submitted = await self.work(prepare)  # (1, 3, S, S) each, queued for its model
+        waiting = [asyncio.wrap_future(f) for f in submitted.values()]
+        features = dict(zip(submitted, await asyncio.gather(*waiting), strict=True))
+        return await self.work(
+            lambda: [self.search_one(s, features[id(s.model)], params) for s in snaps]
         )
-        features = {
-            key: asyncio.wrap_future(models[key].batcher.submit(batch))
-            for key, batch in batches.items()
-        }
-        answers = []
-        for snap in snaps:
-            found = await features[id(snap.model)]
-            answers.append(await self.work(self.search_one, snap, found, params))
-        return answers
 
     async def work(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a worker thread, at most ``cpu_workers`` at once (off the event loop)."""
-        return await to_thread.run_sync(partial(fn, *args), limiter=self.cpu)
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
+
+    def close(self) -> None:
+        """Stop the model workers and the CPU threads (the app's shutdown)."""
+        self.registry.close()
+        self.cpu.shutdown(wait=False, cancel_futures=True)
 
     def search_one(self, snap: Snapshot, features: np.ndarray, params: SearchParams) -> IndexAnswer:
         return self.answer(snap, search_snapshot(snap, features, params))
 
     def answer(self, snap: Snapshot, result: SearchResult) -> IndexAnswer:
-        rows = result.rows.to_dict("records")
         hits = [
-            Hit(rank=int(r["rank"]), score=float(r["score"]), row=int(i),
-                metadata=self.visible(r), viewer_url=self.link(r),
-                more_films=int(r["more_films"]) if "more_films" in r else None)
-            for r, i in zip(rows, result.ids, strict=True)
+            Hit(rank=r["rank"], score=r["score"], row=int(i), metadata=self.visible(r),
+                viewer_url=self.link(r), more_films=r.get("more_films"))
+            for r, i in zip(result.records(), result.ids, strict=True)
         ]  # fmt: skip
         return IndexAnswer(
             index=snap.name, version=snap.version, untrained=snap.searcher.random_init, hits=hits

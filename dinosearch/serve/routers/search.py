@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dinosearch.serve.deps import ServiceDep
@@ -31,7 +31,7 @@ _ERRORS = {c: {"model": ErrorBody} for c in (401, 403, 404, 409, 413, 415, 422, 
 
 
 @router.post("/search", response_model=SearchResponse, openapi_extra=_FORM, responses=_ERRORS)  # type: ignore[arg-type]
-async def search(request: Request, service: ServiceDep) -> SearchResponse:
+async def search(request: Request, service: ServiceDep) -> Response:
     """Top-k of each index for one query image (upload PNG/JPEG/16-bit PNG/DICOM as ``file``)."""
     config = service.config
     params, upload = await read_request(request, SearchParams, int(config.max_upload_mb * 2**20))
@@ -40,10 +40,11 @@ async def search(request: Request, service: ServiceDep) -> SearchResponse:
     if service.registry.due():  # a look at the folders only every --refresh-s
         await run_in_threadpool(service.registry.maybe_refresh)
     snaps = service.snapshots(params.indexes)  # taken once: one version per index
-    image = await service.query_image(params.item, params.sop_instance_uid, upload)
-    answers = await service.search(params, image, snaps)
-    return SearchResponse(
+    load = await service.query_loader(params.item, params.sop_instance_uid, upload)
+    answers = await service.search(params, load, snaps)
+    body = SearchResponse(
         request_id=request.state.request_id,
         versions={a.index: a.version for a in answers},
         answers=answers,
-    )
+    )  # serialised here, once: FastAPI would validate the model again first
+    return Response(body.model_dump_json(), media_type="application/json")
