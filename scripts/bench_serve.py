@@ -3,13 +3,15 @@
 For each backbone (tiny DINOv2 and ViT-S/14, random weights: UNTRAINED numbers), builds an index of
 ``--gallery`` real X-rays, starts ``dinosearch serve`` as a subprocess on 127.0.0.1 (a free port),
 and measures, with a fixed number of image queries per run:
-  - the bare rate: decode + preprocess + one forward per 16 images + search, in this process;
-  - requests/s and p50/p95/p99 latency with 1, 4 and 16 clients (one HTTP connection each);
+  - the bare rate: decode + preprocess + one forward per 16 images + search, in this process,
+    right before and after every client run (each run's ratio is to the mean of those two);
+  - requests/s and p50/p95/p99 latency with 1, 4 and 16 clients (``--rounds`` runs of 16; one
+    keep-alive HTTP connection per client), and the CPU each request cost server and clients;
   - 16 clients again while the index is republished 5 times: failed requests and responses whose
     results come from another version than the one they name (versions alternate labels a:/b:).
 Every loop is bounded in count and time; the server is stopped by its PID.
 
-    python scripts/bench_serve.py --queries 64
+    python scripts/bench_serve.py --queries 128
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dinosearch.index import build_index
 from dinosearch.inputs.images import read_image
 from dinosearch.inputs.records import load_records
 from dinosearch.search import Searcher
+from dinosearch.serve.config import SERVER_ENV, server_environment
 
 CXR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "manifest.parquet"
 KEY = "bench-key-0123456789abcdef"
@@ -85,20 +88,14 @@ def start_server(indexes: Path, port: int, args: argparse.Namespace) -> subproce
     raise TimeoutError("dinosearch serve not ready in 300 s")
 
 
-def bare_rate(
-    index: Path, backbone: Backbone, queries: list[bytes], k: int, batch: int = 16
-) -> float:
-    """Queries/s of decode + preprocess + batched forward + search in this process (best of 2)."""
-    searcher = Searcher(index, backbone=backbone)
-    best = 0.0
-    for _ in range(2):
-        start = time.perf_counter()
-        for i in range(0, len(queries), batch):
-            images = [read_image(q, name="q.jpg") for q in queries[i : i + batch]]
-            vectors = searcher.embed_features(searcher.image_features(images))
-            searcher.search_vectors(vectors, k)
-        best = max(best, len(queries) / (time.perf_counter() - start))
-    return best
+def bare_rate(searcher: Searcher, queries: list[bytes], k: int, batch: int = 16) -> float:
+    """Queries/s of decode + preprocess + batched forward + search in this process (one pass)."""
+    start = time.perf_counter()
+    for i in range(0, len(queries), batch):
+        images = [read_image(q, name="q.jpg") for q in queries[i : i + batch]]
+        vectors = searcher.embed_features(searcher.image_features(images))
+        searcher.search_vectors(vectors, k)
+    return len(queries) / (time.perf_counter() - start)
 
 
 def load(
@@ -177,9 +174,10 @@ async def _load(
     return len(queries) / wall, [t for t, _ in results], [b for _, b in results]
 
 
-def measured(pid: int, run: Any) -> tuple[Any, tuple[float, float]]:
+def measured(pid: int, url: str, run: Any) -> tuple[Any, tuple[float, float, float]]:
     """``run()``'s value and the CPU milliseconds per query it cost the server (``pid``) and this
-    process (the clients), from /proc and getrusage: where the two share cores, what each took."""
+    process (the clients), from /proc and getrusage: where the two share cores, what each took;
+    and the mean images per forward pass."""
     ticks = os.sysconf("SC_CLK_TCK")
 
     def server() -> float:
@@ -190,10 +188,23 @@ def measured(pid: int, run: Any) -> tuple[Any, tuple[float, float]]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
 
-    s0, c0 = server(), clients()
+    s0, c0, b0 = server(), clients(), batches(url)
     value = run()
-    n = len(value[1])
-    return value, ((server() - s0) * 1000 / n, (clients() - c0) * 1000 / n)
+    n, (b1, f1) = len(value[1]), batches(url)
+    per_batch = (b1 - b0[0]) / max(f1 - b0[1], 1)
+    return value, ((server() - s0) * 1000 / n, (clients() - c0) * 1000 / n, per_batch)
+
+
+def batches(url: str) -> tuple[float, float]:
+    """(images, forward passes) so far, from the server's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).text
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "dinosearch_model_batch_size"
+    )
+    values = {s.name: s.value for s in family.samples}
+    return values["dinosearch_model_batch_size_sum"], values["dinosearch_model_batch_size_count"]
 
 
 def mixed(body: dict[str, Any], tags: dict[str, str]) -> bool:
@@ -253,19 +264,32 @@ def run_backbone(
     url = f"http://127.0.0.1:{port}"
     try:
         load(url, queries[:8], 4, 5)  # warm connections and code paths
-        before = bare_rate(index, backbone, queries, 5)
-        runs = [(c, *measured(proc.pid, lambda c=c: load(url, queries, c, 5))) for c in (1, 4, 16)]
-        after = bare_rate(index, backbone, queries, 5)  # the machine is shared: measure twice
-        bare = max(before, after)
+        searcher = Searcher(index, backbone=backbone)
+        bare_rate(searcher, queries[:16], 5)  # warm
+        # the bare rate right before and after every client run (2 shared cores drift by ±15% in
+        # a minute): each run's ratio is to the mean of the two that bracket it
+        bares = [bare_rate(searcher, queries, 5)]
+        runs = []
+        for clients in (1, 4, *[16] * args.rounds):
+            runs.append(
+                (clients, *measured(proc.pid, url, lambda c=clients: load(url, queries, c, 5)))
+            )
+            bares.append(bare_rate(searcher, queries, 5))
         print(f"\n{name} ({model}, {size} px, random weights: UNTRAINED), {len(records)} indexed, "
               f"{len(queries)} queries per run")  # fmt: skip
-        print(f"  bare batched forward + search: {before:8.1f} queries/s before, {after:.1f} after "
-              f"(ratios below use the higher)")  # fmt: skip
-        for clients, (rate, lat, bodies), (server_ms, client_ms) in runs:
+        print("  bare batched forward + search, before and after each run: "
+              + ", ".join(f"{b:.1f}" for b in bares) + " queries/s")  # fmt: skip
+        ratios = []
+        for i, (clients, (rate, lat, bodies), (server_ms, client_ms, per_batch)) in enumerate(runs):
             fails = sum(b is None for b in bodies)
-            print(f"  {clients:2d} clients: {rate:8.1f} req/s ({rate / bare:.2f}x bare)  p50 "
+            ratio = rate / ((bares[i] + bares[i + 1]) / 2)
+            ratios += [ratio] if clients == 16 else []
+            print(f"  {clients:2d} clients: {rate:8.1f} req/s ({ratio:.2f}x bare)  p50 "
                   f"{pct(lat, 50):7.1f} ms  p95 {pct(lat, 95):7.1f} ms  p99 {pct(lat, 99):7.1f} ms  failed {fails}  "
-                  f"CPU/request: server {server_ms:.1f} ms, clients {client_ms:.1f} ms")  # fmt: skip
+                  f"CPU/request: server {server_ms:.1f} ms, clients {client_ms:.1f} ms; "
+                  f"{per_batch:.1f} images a forward pass")  # fmt: skip
+        print(f"  16 clients over {len(ratios)} runs: median {np.median(ratios):.2f}x bare, "
+              f"lowest {min(ratios):.2f}x")  # fmt: skip
         spacing = len(queries) / max(rate, 1e-6) / 6  # spread 5 publishes over one 16-client run
         failed, bad, published = republish_under_load(
             url, (feats_a, feats_b), index, queries, 5, spacing
@@ -277,10 +301,14 @@ def run_backbone(
 
 
 def main() -> int:
+    if any(name not in os.environ for name in SERVER_ENV):  # torch is loaded: start again with
+        server_environment()  # the server's settings, so that the bare rate runs under them too
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default=str(CXR), help="manifest of X-rays")
     p.add_argument("--gallery", type=int, default=200, help="images indexed")
-    p.add_argument("--queries", type=int, default=64, help="queries per run (other images)")
+    p.add_argument("--queries", type=int, default=128, help="queries per run (other images)")
+    p.add_argument("--rounds", type=int, default=3, help="16-client runs (each between bare runs)")
     p.add_argument("--work", default="/tmp/bench_serve")
     p.add_argument("--backbones", default="tiny,vits14")
     p.add_argument("--max-batch", type=int, default=16)
@@ -290,7 +318,10 @@ def main() -> int:
     records = records.sample(n=min(args.gallery + args.queries, len(records)), random_state=0)
     gallery = records.iloc[: args.gallery].reset_index(drop=True)
     queries = [Path(p).read_bytes() for p in records.iloc[args.gallery :]["path"]]
-    print(f"torch threads {__import__('torch').get_num_threads()}, cpus {os.cpu_count()}")
+    print(
+        f"torch threads {__import__('torch').get_num_threads()}, cpus {os.cpu_count()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (server and bare rate)"
+    )
     Path(args.work).mkdir(parents=True, exist_ok=True)
     with FileLock(Path(args.work) / ".bench.lock", timeout=0):  # two runs would mix their publishes
         for name in args.backbones.split(","):

@@ -258,3 +258,54 @@ def test_no_auth_answers_loopback_only_and_cors_is_opt_in(indexes: Path) -> None
                 "/v1/search", headers={**preflight, "Origin": "https://evil.example"}
             ).headers
         )
+
+
+def test_request_ids_headers_and_one_log_line_per_request(
+    api: TestClient, image_folder: Path
+) -> None:
+    """The ASGI middleware: a safe X-Request-ID is kept, an unsafe one replaced; one log record
+    per request names the route template and status, never the file or the filled URL."""
+    import logging
+    import re
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("dinosearch.serve")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the logger's cache
+    try:
+        files = {"file": ("secret-patient-name.png", png(query_file(image_folder)))}
+        ok = api.post("/v1/search", files=files, data={"params": '{"k": 2}'},
+                      headers={**AUTH, "X-Request-ID": "abc-123"})  # fmt: skip
+        bad = api.get("/v1/items/demo-raw/0", headers={**AUTH, "X-Request-ID": "a b<script>"})
+        missing = api.get("/v1/items/demo-raw/999999", headers=AUTH)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert ok.status_code == 200 and ok.headers["X-Request-ID"] == "abc-123"
+    assert ok.json()["request_id"] == "abc-123"
+    assert re.fullmatch(r"[0-9a-f]{32}", bad.headers["X-Request-ID"])
+    assert (
+        missing.status_code == 404
+        and missing.json()["request_id"] == missing.headers["X-Request-ID"]
+    )
+    lines = [(r.endpoint, r.status, r.request_id) for r in records if r.getMessage() == "request"]  # type: ignore[attr-defined]
+    assert lines == [
+        ("/v1/search", 200, "abc-123"),
+        ("/v1/items/{index}/{row}", bad.status_code, bad.headers["X-Request-ID"]),
+        ("/v1/items/{index}/{row}", 404, missing.headers["X-Request-ID"]),
+    ]
+    assert not any("secret-patient-name" in str(vars(r)) for r in records)
+
+
+def test_server_environment_sets_only_what_is_unset() -> None:
+    from dinosearch.serve.config import SERVER_ENV, server_environment
+
+    env: dict[str, str] = {}
+    server_environment(env)
+    assert env == SERVER_ENV and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    server_environment(mine)
+    assert mine == {"OMP_WAIT_POLICY": "ACTIVE"}  # the operator's choice wins

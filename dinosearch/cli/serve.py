@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from dinosearch.core.config import add_config_arguments, config_from_args
-from dinosearch.serve.config import ServeConfig
+from dinosearch.serve.config import ServeConfig, server_environment
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"new API key (give it to the client, keep it secret): {key}", file=sys.stderr)
         print(hash_key(key))
         return 0
+    server_environment()  # before the model's libraries load
     from dinosearch.serve.app import run_server
 
     config = config_from_args(ServeConfig, args)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from dinosearch.core.config import opt
 
 API_KEYS_ENV = "DINOSEARCH_API_KEYS"  # comma-separated plain keys (a secret store fills it)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SERVER_ENV = {
+    # OpenMP threads that spin after each parallel region take the cores the request threads
+    # (decode, preprocess, search, HTTP) need; sleeping instead gave 1.4-1.7x more requests/s with
+    # ViT-S/14 and 16 clients on 2 cores (docs/serve.md, "Under load"). A value already set wins.
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def server_environment(env: MutableMapping[str, str] = os.environ) -> None:
+    """Set ``SERVER_ENV`` where unset; call before torch is imported (OpenMP reads it once)."""
+    for name, value in SERVER_ENV.items():
+        env.setdefault(name, value)
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,8 @@ class ServeConfig:
     device: str = opt("where the model runs: auto, cpu, cuda or cuda:N", default="cpu")
     max_batch: int = opt("most query images in one model forward pass", default=32)
     max_wait_ms: float = opt(
-        "how long the model waits for more queries before a forward pass", default=5.0
+        "how long a forward pass waits for queries still being decoded (a lone query: none)",
+        default=5.0,
     )
     max_upload_mb: float = opt("largest upload accepted (413 above)", default=64.0)
     refresh_s: float = opt(
