@@ -191,6 +191,27 @@ def test_app_with_api_queries_the_server(
         ]
         ids = [t.value.removeprefix("id: ") for t in column.text if t.value.startswith("id: ")]
         assert ids[0] == own_id  # the film itself comes first, read from the answering version
+    with Client(server, api_key=KEY) as client:  # "why similar": explained by the server
+        before = _explains(client.metrics())
+        for column in ("raw", "adapted"):
+            box = page.selectbox(key=f"why-pick-{column}")
+            box.set_value(box.options[2])
+        page.run()
+        assert not page.exception and not page.error
+        assert _explains(client.metrics()) == before + 2
+    captions = [c.value for c in page.caption]
+    assert sum("Computed in" in c for c in captions) == 2
+
+
+def _explains(text: str) -> float:
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "dinosearch_requests"
+    )
+    return sum(
+        s.value
+        for s in family.samples
+        if s.labels.get("endpoint") == "/v1/explain" and s.name.endswith("_total")
+    )
 
 
 def _searches(text: str) -> float:
@@ -296,3 +317,41 @@ def test_batcher_waits_only_for_announced_requests() -> None:
         assert lone.result(10).tolist() == [[4.0]]  # the announced one left: no 60 s wait
     assert calls == [1, 2, 1]
     batcher.close()
+
+
+def test_why_similar_through_the_server_equals_the_local_panel(
+    server: str, indexes: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``app --api``: the server explains a shown result; the map drawn here is the one the app
+    computes locally (same shares, words and scale), and a stale version is one line, not another film."""
+    from PIL import Image
+
+    from dinosearch.app.compare import SideBySide
+    from dinosearch.app.remote import RemotePair
+    from dinosearch.app.why import WhySimilar
+
+    monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
+    remote = RemotePair(server, indexes / "demo-raw", indexes / "demo-adapted")
+    local = WhySimilar(SideBySide(indexes / "demo-raw", indexes / "demo-adapted"))
+    query = Image.open(queries(image_folder)[2])
+    result = remote.query(query, 3)
+    for column, hits in (("raw", result.raw), ("adapted", result.adapted)):
+        path = str(hits.rows["path"].iloc[1])
+        there = remote.why.view(column, query, path, matches=True)
+        here = local.view(column, query, path, matches=True)
+        a, b = there.explanation.map, here.explanation.map
+        assert a.method == b.method and a.grid == b.grid
+        for side in ("query", "result"):
+            np.testing.assert_allclose(a.shares(side), b.shares(side), atol=1e-6)
+            np.testing.assert_allclose(a.rest(side), b.rest(side), atol=1e-6)
+        assert there.caption.split(" Computed in")[0] == here.caption.split(" Computed in")[0]
+        assert there.legend == here.legend and there.image.size == here.image.size
+        assert np.array_equal(there.explanation.matches, here.explanation.matches)
+        assert remote.why.view(column, query, path, matches=True).caption.endswith(
+            "(kept from before)."
+        )
+    path = str(result.adapted.rows["path"].iloc[0])
+    remote.refs[("demo-adapted", path)] |= {"version": "v999999"}  # as if republished meanwhile
+    with pytest.raises(ServerError) as caught:
+        remote.why.view("adapted", query, path)
+    assert caught.value.status == 409 and "search again" in str(caught.value)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import streamlit as st
@@ -21,6 +21,9 @@ from dinosearch.app import refine as refine_view
 from dinosearch.app import why as why_view
 from dinosearch.core.text import cut, escape_markdown
 from dinosearch.inputs.images import ImageReadError, read_image
+
+if TYPE_CHECKING:
+    from dinosearch.app.remote import RemotePair
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,12 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
     refine_view.feedback_buttons(marks)
     shared = result.shared_ids()
     fingerprints = (info.raw.backbone["fingerprint"], info.adapted.backbone["fingerprint"])
-    local = isinstance(pair, compare.SideBySide)  # with --api, "why similar" needs the server
-    why = load_why(str(info.raw.path), str(info.adapted.path), fingerprints) if local else None
+    local = isinstance(pair, compare.SideBySide)  # with --api, the server explains
+    why: why_view.WhyPanel = (
+        load_why(str(info.raw.path), str(info.adapted.path), fingerprints)
+        if local
+        else cast("RemotePair", pair).why
+    )
     titles = ("Raw backbone", f"Adapted (adapter {info.adapted.adapter})")
     found = (result.raw, result.adapted)
     columns = st.columns(2, gap="large")
@@ -234,8 +241,7 @@ def search_tab(pair: compare.SideBySide, info: catalog.Comparison, options: Opti
             render.show_results(
                 title, hits, shared, options.columns, side, options.show_id, marks=marks_key
             )
-            if why is not None:
-                render.show_why(why, side, hits, query["image"], options.show_id)
+            render.show_why(why, side, hits, query["image"], options.show_id)
 
 
 def run(settings: compare.AppSettings) -> None:

@@ -8,6 +8,8 @@ from the very version the server answered with, so a card never mixes versions.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,11 @@ import numpy as np
 from PIL import Image
 
 from dinosearch.app.compare import SideBySideResult
+from dinosearch.app.why import Column, WhyView, image_key, why_view
 from dinosearch.backbones.backbone import Preprocess
+from dinosearch.explain.pair import PairExplanation, model_view
 from dinosearch.index.handle import IndexHandle, open_index
+from dinosearch.inputs.images import read_image
 from dinosearch.search import Filters, GroupExclusion, SearchResult, VectorSearcher
 from dinosearch.serve.client import Client
 
@@ -29,6 +34,10 @@ class RemotePair:
         self.client = Client(url)
         self.raw, self.adapted = VectorSearcher(raw_dir), VectorSearcher(adapted_dir)
         self._versions: dict[tuple[str, str], IndexHandle] = {}
+        # (index name, result path) → the server's row and version of the last answers: what
+        # "why similar" asks the server to explain (a stale version gets 409, never another film)
+        self.refs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.why = RemoteWhy(self)
 
     @property
     def preprocess(self) -> Preprocess:
@@ -93,4 +102,42 @@ class RemotePair:
         more = None
         if answer["hits"] and answer["hits"][0].get("more_films") is not None:
             more = np.array([int(h["more_films"]) for h in answer["hits"]], dtype=np.int64)
-        return SearchResult(ids, scores, self._versions[key].take(ids), more)
+        rows = self._versions[key].take(ids)
+        for row, path in zip(ids.tolist(), rows.column("path").to_pylist(), strict=True):
+            ref = {"index": answer["index"], "row": int(row), "version": answer["version"]}
+            self.refs[(answer["index"], str(path))] = ref
+        return SearchResult(ids, scores, rows, more)
+
+
+class RemoteWhy:
+    """The "why similar" panel of ``--api`` mode: the server explains (its model, its version of
+    the index), this side draws; the same panel as ``WhySimilar``'s, memoised the same way."""
+
+    def __init__(self, pair: RemotePair, size: int = 64) -> None:
+        self.pair, self.size = pair, size
+        self._done: OrderedDict[tuple[str, ...], PairExplanation] = OrderedDict()
+        self._lock = threading.Lock()  # Streamlit sessions share the pair across threads
+
+    def view(
+        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
+    ) -> WhyView:
+        """Everything the panel draws for one result of the last search."""
+        searcher = self.pair.raw if column == "raw" else self.pair.adapted
+        ref = self.pair.refs.get((searcher.index_dir.name, result_path))
+        if ref is None:
+            raise ValueError(f"{result_path} is not among the last results; search again")
+        key = (column, ref["version"], str(ref["row"]), image_key(query), str(matches))
+        with self._lock:
+            explained = self._done.get(key)
+        if explained is not None:
+            return why_view(explained, True, matches=matches)
+        data = io.BytesIO()
+        query.save(data, format="PNG")
+        answer = self.pair.client.explain(image=data.getvalue(), result=ref, matches=matches)
+        views = [model_view(i, self.pair.preprocess) for i in (query, read_image(result_path))]
+        explained = PairExplanation.from_json(answer["explanation"], *views)
+        with self._lock:
+            self._done[key] = explained
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+        return why_view(explained, False, matches=matches)

@@ -159,7 +159,7 @@ def result_choice(r: dict[str, Any], show_id: bool) -> str:
 
 
 def show_why(
-    why: why_view.WhySimilar, column: why_view.Column, result: Any, query: Any, show_id: bool
+    why: why_view.WhyPanel, column: why_view.Column, result: Any, query: Any, show_id: bool
 ) -> None:
     """On demand: one result's map over both films, in this column's vector space."""
     if len(result) == 0:
@@ -175,7 +175,11 @@ def show_why(
         if choice == labels[0]:
             return
         row = records[labels.index(choice) - 1]
-        view = why.view(column, query, str(row["path"]), matches=matches)
+        try:
+            view = why.view(column, query, str(row["path"]), matches=matches)
+        except ValueError as e:  # a method that does not apply; the server's one-line refusal
+            st.error(message(f"Cannot explain this result: {e}"))
+            return
         st.image(view.image, width="stretch", caption=f"query (left) · result {choice} (right)")
         st.image(view.legend_bar, width="stretch")
         st.caption(view.caption)

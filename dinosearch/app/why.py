@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from PIL import Image
 
@@ -33,6 +33,14 @@ class WhyView:
     legend: str  # what the colours (and lines) mean
     legend_bar: Image.Image  # blue → grey → red
     explanation: PairExplanation
+
+
+class WhyPanel(Protocol):
+    """What draws the panel: ``WhySimilar`` here, ``app.remote.RemoteWhy`` through a server."""
+
+    def view(
+        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
+    ) -> WhyView: ...
 
 
 class WhySimilar:
@@ -75,17 +83,22 @@ class WhySimilar:
     ) -> WhyView:
         """Everything the "why similar" panel draws for one result."""
         explained, memoised = self.explain(column, query, result_path, matches=matches)
-        m = explained.map
-        took = f"{explained.seconds:.2f} s" + (" (kept from before)" if memoised else "")
-        first, method, *sums = describe(m)
-        caption = (
-            f"**{first}** {method[0].upper()}{method[1:]}. {' · '.join(sums)}. "
-            f"{m.grid[0]}×{m.grid[1]} patches of {explained.patch} px. Computed in {took}."
-        )
-        image = side_by_side(explained, matches=MATCH_LINES if matches else 0)
-        legend = LEGEND.format(scale=scale_of(explained))
-        bar = legend_bar(image.width, scale_of(explained))
-        return WhyView(image, caption, legend, bar, explained)
+        return why_view(explained, memoised, matches=matches)
+
+
+def why_view(explained: PairExplanation, memoised: bool, *, matches: bool) -> WhyView:
+    """The panel for one explanation, computed here or by a server (``app.remote``)."""
+    m = explained.map
+    took = f"{explained.seconds:.2f} s" + (" (kept from before)" if memoised else "")
+    first, method, *sums = describe(m)
+    caption = (
+        f"**{first}** {method[0].upper()}{method[1:]}. {' · '.join(sums)}. "
+        f"{m.grid[0]}×{m.grid[1]} patches of {explained.patch} px. Computed in {took}."
+    )
+    image = side_by_side(explained, matches=MATCH_LINES if matches else 0)
+    legend = LEGEND.format(scale=scale_of(explained))
+    bar = legend_bar(image.width, scale_of(explained))
+    return WhyView(image, caption, legend, bar, explained)
 
 
 def image_key(image: Image.Image) -> str:

@@ -31,6 +31,7 @@ from dinosearch.inputs.images import read_image
 if TYPE_CHECKING:
     from dinosearch.adapt.adapter import DomainAdapter
     from dinosearch.backbones import Backbone
+    from dinosearch.backbones.backbone import Preprocess
     from dinosearch.search import ImageSource, Searcher
 
 ExplainMethod = Literal["auto", "decomposition", "token-ig", "input-ig"]
@@ -114,6 +115,40 @@ class PairExplanation:
                 for i, (j, c) in enumerate(zip(self.matches, self.match_cosine, strict=True))
             ]  # fmt: skip
         return out
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], query_view: Image.Image, result_view: Image.Image
+    ) -> PairExplanation:
+        """What ``to_json`` wrote (e.g. a server's answer), with the two films' model views made
+        here (``model_view``): shares and effects as sent, rounded to 1e-8."""
+        sides = {}
+        for side in ("query", "result"):
+            effects = np.asarray(data[side]["effects"], dtype=np.float64)
+            shares = np.asarray(data[side]["contributions"], dtype=np.float64)
+            sides[side] = (effects, shares - effects, float(data[side]["rest"]))
+        patch_map = PatchMap(
+            method=data["method"],
+            query=sides["query"][0],
+            result=sides["result"][0],
+            query_base=sides["query"][1],
+            result_base=sides["result"][1],
+            score=float(data["score"]),
+            query_rest=sides["query"][2],
+            result_rest=sides["result"][2],
+            steps=int(data["steps"]),
+        )
+        matches = cosine = None
+        if data.get("matches"):
+            cols = patch_map.grid[1]
+            matches = np.array(
+                [r * cols + c for r, c in (m["result_patch"] for m in data["matches"])]
+            )
+            cosine = np.array([m["cosine"] for m in data["matches"]], dtype=np.float32)
+        patch = int(data["patch_size"])
+        return cls(
+            patch_map, query_view, result_view, patch, matches, cosine, float(data["seconds"])
+        )
 
 
 class Explainer:
@@ -248,13 +283,19 @@ class Explainer:
         return f"{self.backbone.fingerprint}|{digest}"
 
     def _view(self, image: torch.Tensor) -> Image.Image:
-        """(3, S, S) normalised → the RGB picture the backbone saw."""
-        pre = self.backbone.preprocess
-        mean, std = (
-            torch.tensor(v, device=image.device)[:, None, None] for v in (pre.mean, pre.std)
-        )
-        pixels = ((image * std + mean).clamp(0, 1) * 255).round().byte()  # (3, S, S)
-        return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB")
+        return unnormalised_view(image, self.backbone.preprocess)
+
+
+def unnormalised_view(image: torch.Tensor, pre: Preprocess) -> Image.Image:
+    """(3, S, S) normalised → the RGB picture the backbone saw."""
+    mean, std = (torch.tensor(v, device=image.device)[:, None, None] for v in (pre.mean, pre.std))
+    pixels = ((image * std + mean).clamp(0, 1) * 255).round().byte()  # (3, S, S)
+    return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def model_view(image: Image.Image, pre: Preprocess) -> Image.Image:
+    """A film as a backbone with preprocessing ``pre`` sees it (resized, cropped), in RGB."""
+    return unnormalised_view(eval_transform(pre)(image), pre)
 
 
 def _unnormalised(adapter: DomainAdapter) -> Callable[[torch.Tensor], torch.Tensor]:

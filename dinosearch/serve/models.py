@@ -118,6 +118,7 @@ class ExplainParams(BaseModel):
     format: Literal["png", "json"] = "json"
     method: Literal["auto", "decomposition", "token-ig", "input-ig"] = "auto"
     steps: int | None = Field(None, ge=1, le=64)
+    matches: bool = True  # each query patch's best-matching result patch (a forward pass more)
 
 
 class ExplainResponse(BaseModel):

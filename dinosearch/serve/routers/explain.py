@@ -50,6 +50,8 @@ def _explain(
     explainer = Explainer(snap.model.backbone, snap.embedder.adapter, cache=service.tokens)
     try:
         with snap.model.lock:
-            return explainer.explain(query, result, method=params.method, steps=params.steps)
+            return explainer.explain(
+                query, result, method=params.method, steps=params.steps, matches=params.matches
+            )
     except ValueError as e:
         raise ApiError(422, str(e)) from e
