@@ -106,7 +106,7 @@ def load(
     return asyncio.run(_load(url, queries, clients, k))
 
 
-def _request(url: str, query: bytes, k: int) -> bytes:
+def request_bytes(url: str, query: bytes, k: int) -> bytes:
     """One POST /v1/search as bytes: multipart with the image and its params, built once."""
     host = url.split("//", 1)[1]
     boundary = "dinosearch-bench-boundary"
@@ -147,7 +147,7 @@ async def _load(
     and answers read with asyncio streams, so the clients take little of the CPU they share with
     the server (httpx took as much CPU per request as the server did)."""
     host, port = url.split("//", 1)[1].split(":")
-    requests = [_request(url, q, k) for q in queries]
+    requests = [request_bytes(url, q, k) for q in queries]
     results: list[tuple[float, dict[str, Any] | None]] = [(0.0, None)] * len(queries)
 
     async def client(c: int) -> None:

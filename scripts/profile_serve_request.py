@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_serve import CXR, _request
+from bench_serve import CXR, request_bytes
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
@@ -40,7 +40,7 @@ def timed(name: str, fn: Callable[[], Any], n: int = 200, per: int = 1) -> None:
 
 def multipart(data: bytes) -> Callable[[], Any]:
     """Parsing one request body as the service does (starlette's MultiPartParser)."""
-    head, body = _request("http://127.0.0.1:1", data, 5).split(b"\r\n\r\n", 1)
+    head, body = request_bytes("http://127.0.0.1:1", data, 5).split(b"\r\n\r\n", 1)
     lines = [line.split(b": ", 1) for line in head.split(b"\r\n")[1:]]
     headers = Headers(raw=[(k.lower(), v) for k, v in lines])
 
