@@ -355,3 +355,33 @@ def test_why_similar_through_the_server_equals_the_local_panel(
     with pytest.raises(ServerError) as caught:
         remote.why.view("adapted", query, path)
     assert caught.value.status == 409 and "search again" in str(caught.value)
+
+
+def test_a_server_that_does_not_answer_is_one_line(
+    image_folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listening: the client raises one line naming the address; the CLI exits 2 with it."""
+    from dinosearch.cli import main
+    from dinosearch.client import ServerUnreachable
+
+    url = f"http://127.0.0.1:{free_port()}"  # bound and released: nothing listens there
+    with Client(url, api_key=KEY, timeout=5) as client:
+        assert client.ready() is False
+        with pytest.raises(
+            ServerUnreachable, match=r"no answer from http://127\.0\.0\.1:\d+ \(ConnectError"
+        ):
+            client.search(image=queries(image_folder)[0], k=3)
+    monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
+    argv = [
+        "search",
+        "--index",
+        "demo-raw",
+        "--image",
+        str(queries(image_folder)[0]),
+        "--server",
+        url,
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no answer from" in err and "dinosearch serve" in err
+    assert "\n" not in err and "Traceback" not in err

@@ -26,6 +26,10 @@ class ServerError(ValueError):
         self.reason = reason
 
 
+class ServerUnreachable(ValueError):
+    """No answer at all: the server is down, the address wrong, or it timed out."""
+
+
 class Client:
     """Talks to one server; ``api_key`` defaults to ``DINOSEARCH_API_KEY``."""
 
@@ -43,6 +47,16 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; no answer at all is one line naming the server, not a traceback."""
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise ServerUnreachable(
+                f"no answer from {self.http.base_url} ({type(e).__name__}: {e}); "
+                "is `dinosearch serve` running there?"
+            ) from e
+
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.is_success:
             return response
@@ -56,14 +70,15 @@ class Client:
         self, path: str, params: dict[str, Any], image: str | Path | bytes | None
     ) -> httpx.Response:
         if image is None:
-            return self._check(self.http.post(path, json=params))
+            return self._check(self._send("POST", path, json=params))
         data, name = (
             (image, "query.png")
             if isinstance(image, bytes)
             else (Path(image).read_bytes(), Path(image).name)
         )
         files = {"file": (name, data, "application/octet-stream")}
-        return self._check(self.http.post(path, files=files, data={"params": json.dumps(params)}))
+        form = {"params": json.dumps(params)}
+        return self._check(self._send("POST", path, files=files, data=form))
 
     def search(self, image: str | Path | bytes | None = None, **params: Any) -> dict[str, Any]:
         """POST /v1/search with an image file/bytes, or ``item={"index", "row"}`` / ``sop_instance_uid``."""
@@ -76,18 +91,24 @@ class Client:
         return response.content if params.get("format") == "png" else response.json()
 
     def indexes(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._check(self.http.get("/v1/indexes")).json()["indexes"]
+        found: list[dict[str, Any]] = self._check(self._send("GET", "/v1/indexes")).json()[
+            "indexes"
+        ]
         return found
 
     def item(self, index: str, row: int, *, thumbnail: bool = True) -> dict[str, Any]:
         params = {"thumbnail": str(thumbnail).lower()}
         found: dict[str, Any] = self._check(
-            self.http.get(f"/v1/items/{index}/{row}", params=params)
+            self._send("GET", f"/v1/items/{index}/{row}", params=params)
         ).json()
         return found
 
     def ready(self) -> bool:
-        return self.http.get("/readyz").status_code == 200
+        """Whether the server answers /readyz with 200 (False when it does not answer at all)."""
+        try:
+            return self._send("GET", "/readyz").status_code == 200
+        except ServerUnreachable:
+            return False
 
     def metrics(self) -> str:
-        return self._check(self.http.get("/metrics")).text
+        return self._check(self._send("GET", "/metrics")).text
