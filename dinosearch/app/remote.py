@@ -8,8 +8,6 @@ from the very version the server answered with, so a card never mixes versions.
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from dinosearch.app.compare import SideBySideResult
-from dinosearch.app.why import Column, WhyView, image_key, why_view
+from dinosearch.app.why import Column, WhyPanel, image_key
 from dinosearch.backbones.backbone import Preprocess
 from dinosearch.explain.pair import PairExplanation, model_view
 from dinosearch.index.handle import IndexHandle, open_index
@@ -109,35 +107,32 @@ class RemotePair:
         return SearchResult(ids, scores, rows, more)
 
 
-class RemoteWhy:
+class RemoteWhy(WhyPanel):
     """The "why similar" panel of ``--api`` mode: the server explains (its model, its version of
     the index), this side draws; the same panel as ``WhySimilar``'s, memoised the same way."""
 
     def __init__(self, pair: RemotePair, size: int = 64) -> None:
-        self.pair, self.size = pair, size
-        self._done: OrderedDict[tuple[str, ...], PairExplanation] = OrderedDict()
-        self._lock = threading.Lock()  # Streamlit sessions share the pair across threads
+        super().__init__(size)
+        self.pair = pair
 
-    def view(
-        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
-    ) -> WhyView:
-        """Everything the panel draws for one result of the last search."""
+    def _ref(self, column: Column, result_path: str) -> dict[str, Any]:
+        """The server's index, row and version of one result of the last search."""
         searcher = self.pair.raw if column == "raw" else self.pair.adapted
         ref = self.pair.refs.get((searcher.index_dir.name, result_path))
         if ref is None:
             raise ValueError(f"{result_path} is not among the last results; search again")
-        key = (column, ref["version"], str(ref["row"]), image_key(query), str(matches))
-        with self._lock:
-            explained = self._done.get(key)
-        if explained is not None:
-            return why_view(explained, True, matches=matches)
+        return ref
+
+    def _key(self, column: Column, query: Image.Image, result_path: str, matches: bool) -> tuple:
+        ref = self._ref(column, result_path)
+        return (column, ref["version"], ref["row"], image_key(query), matches)
+
+    def _compute(
+        self, column: Column, query: Image.Image, result_path: str, matches: bool
+    ) -> PairExplanation:
         data = io.BytesIO()
         query.save(data, format="PNG")
+        ref = self._ref(column, result_path)
         answer = self.pair.client.explain(image=data.getvalue(), result=ref, matches=matches)
         views = [model_view(i, self.pair.preprocess) for i in (query, read_image(result_path))]
-        explained = PairExplanation.from_json(answer["explanation"], *views)
-        with self._lock:
-            self._done[key] = explained
-            while len(self._done) > self.size:
-                self._done.popitem(last=False)
-        return why_view(explained, False, matches=matches)
+        return PairExplanation.from_json(answer["explanation"], *views)

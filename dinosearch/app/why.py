@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
@@ -35,25 +35,12 @@ class WhyView:
     explanation: PairExplanation
 
 
-class WhyPanel(Protocol):
-    """What draws the panel: ``WhySimilar`` here, ``app.remote.RemoteWhy`` through a server."""
+class WhyPanel:
+    """Explains the results of a pair's two columns on demand and draws the panel; the ``size``
+    latest explanations are kept. Subclasses say how to key and compute one explanation:
+    ``WhySimilar`` with the pair's own model, ``app.remote.RemoteWhy`` through a server."""
 
-    def view(
-        self, column: Column, query: Image.Image, result_path: str, *, matches: bool = False
-    ) -> WhyView: ...
-
-
-class WhySimilar:
-    """Explains results of a ``SideBySide``'s two columns; both share one token cache.
-
-    Args:
-        pair: the raw and adapted searchers; their current backbone and adapter are used per call.
-        size: explanations kept (per query, result, column, options).
-    """
-
-    def __init__(self, pair: SideBySide, size: int = 64) -> None:
-        self.pair = pair
-        self.tokens = TokenCache()
+    def __init__(self, size: int = 64) -> None:
         self._done: OrderedDict[tuple, PairExplanation] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()  # Streamlit sessions share this object across threads
@@ -65,14 +52,12 @@ class WhySimilar:
 
         ``matches`` adds best-match correspondences (a forward pass more for CLS-pooled indexes).
         """
-        searcher = self.pair.raw if column == "raw" else self.pair.adapted
-        key = (column, searcher.fingerprint, image_key(query), result_path, matches)
-        with self._lock:
+        key = self._key(column, query, result_path, matches)
+        with self._lock:  # one computation at a time: the model (here or the server's) is shared
             if key in self._done:
                 self._done.move_to_end(key)
                 return self._done[key], True
-            explainer = Explainer.for_searcher(searcher, cache=self.tokens)
-            explained = explainer.explain(query, result_path, matches=matches)
+            explained = self._compute(column, query, result_path, matches)
             self._done[key] = explained
             while len(self._done) > self._size:
                 self._done.popitem(last=False)
@@ -84,6 +69,39 @@ class WhySimilar:
         """Everything the "why similar" panel draws for one result."""
         explained, memoised = self.explain(column, query, result_path, matches=matches)
         return why_view(explained, memoised, matches=matches)
+
+    def _key(self, column: Column, query: Image.Image, result_path: str, matches: bool) -> tuple:
+        raise NotImplementedError
+
+    def _compute(
+        self, column: Column, query: Image.Image, result_path: str, matches: bool
+    ) -> PairExplanation:
+        raise NotImplementedError
+
+
+class WhySimilar(WhyPanel):
+    """Explains results of a ``SideBySide``'s two columns; both share one token cache.
+
+    Args:
+        pair: the raw and adapted searchers; their current backbone and adapter are used per call.
+        size: explanations kept (per query, result, column, options).
+    """
+
+    def __init__(self, pair: SideBySide, size: int = 64) -> None:
+        super().__init__(size)
+        self.pair = pair
+        self.tokens = TokenCache()
+
+    def _key(self, column: Column, query: Image.Image, result_path: str, matches: bool) -> tuple:
+        searcher = self.pair.raw if column == "raw" else self.pair.adapted
+        return (column, searcher.fingerprint, image_key(query), result_path, matches)
+
+    def _compute(
+        self, column: Column, query: Image.Image, result_path: str, matches: bool
+    ) -> PairExplanation:
+        searcher = self.pair.raw if column == "raw" else self.pair.adapted
+        explainer = Explainer.for_searcher(searcher, cache=self.tokens)
+        return explainer.explain(query, result_path, matches=matches)
 
 
 def why_view(explained: PairExplanation, memoised: bool, *, matches: bool) -> WhyView:
