@@ -129,6 +129,34 @@ def demo_argv(root: Path, *extra: str) -> list[str]:
     ]
 
 
+def sample_films(n: int) -> list[Path]:
+    """The first ``n`` JPEGs of the bundled sample, by name."""
+    from dinosearch.inputs import SAMPLE_DIR
+
+    return sorted((SAMPLE_DIR / "images").glob("*.jpg"))[:n]
+
+
+def build_mean_indexes(backbone: Any, root: Path) -> Path:
+    """``root/indexes`` with m-raw and m-adapted (untrained adapter) of 12 sample films, as the
+    mean-pooled ``backbone`` embeds them; → that indexes folder."""
+    import pandas as pd
+    import torch
+
+    from dinosearch.features.folder import embed_to_folder
+    from dinosearch.index import build_index
+
+    paths = [str(p) for p in sample_films(12)]
+    records = pd.DataFrame(
+        {"path": paths, "id": [Path(p).stem for p in paths], "label": ["x"] * 12}
+    )
+    embed_to_folder(records, backbone, root / "features", num_workers=0, progress=False)
+    torch.manual_seed(0)
+    save_untrained_adapter(root / "adapter", backbone)
+    build_index(root / "features", root / "indexes" / "m-raw")
+    build_index(root / "features", root / "indexes" / "m-adapted", adapter_dir=root / "adapter")
+    return root / "indexes"
+
+
 def save_untrained_adapter(folder: Path, backbone: Any) -> str:
     """An untrained adapter (bottleneck 16) for ``backbone``, saved to ``folder``; → its fingerprint."""
     from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter, save_adapter

@@ -1,4 +1,4 @@
-"""Test helpers for dinosearch serve: a config on a copied indexes folder, a real uvicorn in a thread."""
+"""Test helpers for dinosearch serve: the test key, a free port, a real uvicorn in a thread."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import save_untrained_adapter
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_app import APP, card_ids, card_texts, png_bytes, ranks, result_column
 
@@ -56,6 +57,13 @@ def patients(at: AppTest, side: str = "Raw backbone") -> list[str]:
     return [t.split("patient_id: ")[1].split(" · ")[0] for t in texts if "patient_id: " in t]
 
 
+def local_query(root: Path, image_folder: Path) -> tuple[compare.SideBySide, Image.Image]:
+    """The page's index pair opened in-process, and the film the page was asked about."""
+    pair = compare.SideBySide(root / "indexes" / "demo-raw", root / "indexes" / "demo-adapted")
+    film = next(image_folder.rglob("*.png"))
+    return pair, compare.read_query(film.read_bytes(), film.name)
+
+
 def test_one_case_per_patient_by_default(page: AppTest) -> None:
     shown = patients(page)
     assert len(shown) == 6 and len(set(shown)) == 6  # 12 films of 6 patients: one each
@@ -89,11 +97,7 @@ def test_region_control(page: AppTest, aged_root: Path, image_folder: Path) -> N
     page.slider(key="region-x").set_value((0, 50)).run()
     assert not page.exception and not page.error
     assert any("outlined region" in c.value for c in page.caption)
-    pair = compare.SideBySide(
-        aged_root / "indexes" / "demo-raw", aged_root / "indexes" / "demo-adapted"
-    )
-    film = next(image_folder.rglob("*.png"))
-    image = compare.read_query(film.read_bytes(), film.name)
+    pair, image = local_query(aged_root, image_folder)
     w, h = image.size
     want = pair.query(image, 12, region=(0, 0, w / 2, h))
     assert card_ids(result_column(page, "Raw backbone")) == [str(i) for i in want.raw.rows["id"]]
@@ -109,11 +113,7 @@ def test_similar_marks_move_the_query(page: AppTest, aged_root: Path, image_fold
     page.button(key="fb-apply").click().run()
     assert not page.exception and not page.error
     assert any("Query moved by your marks" in c.value for c in page.caption)
-    pair = compare.SideBySide(
-        aged_root / "indexes" / "demo-raw", aged_root / "indexes" / "demo-adapted"
-    )
-    film = next(image_folder.rglob("*.png"))
-    image = compare.read_query(film.read_bytes(), film.name)
+    pair, image = local_query(aged_root, image_folder)
     marks = {"raw": ([first[2]], [first[1]]), "adapted": ([], [])}
     want = pair.query(image, 12, feedback=marks)
     assert card_ids(result_column(page, "Raw backbone")) == [str(i) for i in want.raw.rows["id"]]

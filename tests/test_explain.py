@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY, save_untrained_adapter
+from helpers import TINY, build_mean_indexes, sample_films
 from PIL import Image
 
 from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter
@@ -18,13 +17,8 @@ from dinosearch.backbones import load_backbone
 from dinosearch.explain import Explainer, TokenCache
 from dinosearch.explain.faithfulness import mask_patches, masking_trial, summarise
 
-SAMPLE = Path(__file__).resolve().parents[1] / "dinosearch" / "sample" / "images"
 EXACT = 1e-9  # |score − rest − Σ shares| of the decomposition: float64 rounding only
 SIZE = 112  # 8×8 patches: fine enough to mask a quarter
-
-
-def films(n: int) -> list[Path]:
-    return sorted(SAMPLE.glob("*.jpg"))[:n]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def fitted_adapter(explainer: Explainer, images: torch.Tensor) -> DomainAdapter:
 def test_decomposition_sums_exactly_to_the_vectors_cosine(pooling: str) -> None:
     backbone = load_backbone(TINY, "random", image_size=SIZE, pooling=pooling)  # type: ignore[arg-type]
     explainer = Explainer(backbone)
-    images = explainer.inputs(films(2))
+    images = explainer.inputs(sample_films(2))
     m = explainer.explain_inputs(images)
     assert m.method == "decomposition" and m.exact and m.grid == (8, 8)
     for side in ("query", "result"):
@@ -59,7 +53,7 @@ def test_decomposition_sums_exactly_to_the_vectors_cosine(pooling: str) -> None:
 
 def test_decomposition_effects_are_gradient_times_input_on_the_tokens(mean_backbone) -> None:
     explainer = Explainer(mean_backbone)
-    images = explainer.inputs(films(2))
+    images = explainer.inputs(sample_films(2))
     tokens = explainer.tokens(images)[:, 1:].double().requires_grad_(True)  # (2, N, W)
     pooled = F.normalize(tokens.mean(1), dim=-1)
     (grad,) = torch.autograd.grad(pooled[0] @ pooled[1], tokens)
@@ -71,7 +65,7 @@ def test_decomposition_effects_are_gradient_times_input_on_the_tokens(mean_backb
 
 def test_token_ig_through_the_adapter_has_a_small_measured_gap(mean_backbone) -> None:
     raw = Explainer(mean_backbone)
-    images = raw.inputs(films(8))
+    images = raw.inputs(sample_films(8))
     adapted = Explainer(mean_backbone, fitted_adapter(raw, images), cache=raw.cache)
     for i in range(0, 8, 2):
         m = adapted.explain_inputs(images[i : i + 2])
@@ -83,7 +77,7 @@ def test_token_ig_through_the_adapter_has_a_small_measured_gap(mean_backbone) ->
 
 def test_input_ig_one_step_is_gradient_times_input_summed_per_patch(tiny_backbone) -> None:
     explainer = Explainer(tiny_backbone)  # CLS pooling: input-ig is the only method
-    images = explainer.inputs(films(2))
+    images = explainer.inputs(sample_films(2))
     m = explainer.explain_inputs(images, steps=1)
     assert m.method == "input-ig" and m.steps == 1 and m.grid == (4, 4)
     x = images.clone().requires_grad_(True)
@@ -120,7 +114,7 @@ def test_register_tokens_are_not_in_the_patch_grid() -> None:
     reg = load_backbone("dinov2_vits14_reg", "random", image_size=56, pooling="mean")
     assert reg.num_prefix_tokens == 5 and reg.grid == (4, 4)  # CLS + 4 registers, then 16 patches
     explainer = Explainer(reg)
-    images = explainer.inputs(films(2))
+    images = explainer.inputs(sample_films(2))
     tokens = explainer.tokens(images)
     assert tokens.shape[1] == 5 + 16
     torch.testing.assert_close(reg.pool(tokens), tokens[:, 5:].mean(1))
@@ -141,7 +135,7 @@ def test_mask_patches_flattens_exactly_the_chosen_patches() -> None:
 
 def test_masking_the_top_quarter_beats_a_random_quarter(mean_backbone, tiny_backbone) -> None:
     """Nearest-neighbour pairs of 24 real films: each method passes in ≥ 80 % of the 12 pairs."""
-    paths = films(24)
+    paths = sample_films(24)
     raw = Explainer(mean_backbone, cache=TokenCache(64))
     images = raw.inputs(paths)
     adapted = Explainer(mean_backbone, fitted_adapter(raw, images), cache=raw.cache)
@@ -167,26 +161,13 @@ def test_masking_the_top_quarter_beats_a_random_quarter(mean_backbone, tiny_back
 @pytest.fixture(scope="module")
 def mean_indexes(tmp_path_factory: pytest.TempPathFactory, mean_backbone) -> Path:
     """indexes/m-raw and indexes/m-adapted (untrained adapter) of 12 real films, mean pooling."""
-    from dinosearch.features.folder import embed_to_folder
-    from dinosearch.index import build_index
-
-    root = tmp_path_factory.mktemp("explain")
-    paths = [str(p) for p in films(12)]
-    records = pd.DataFrame(
-        {"path": paths, "id": [Path(p).stem for p in paths], "label": ["x"] * 12}
-    )
-    embed_to_folder(records, mean_backbone, root / "features", num_workers=0, progress=False)
-    torch.manual_seed(0)
-    save_untrained_adapter(root / "adapter", mean_backbone)
-    build_index(root / "features", root / "indexes" / "m-raw")
-    build_index(root / "features", root / "indexes" / "m-adapted", adapter_dir=root / "adapter")
-    return root / "indexes"
+    return build_mean_indexes(mean_backbone, tmp_path_factory.mktemp("explain"))
 
 
 def test_cli_writes_the_map_and_json_that_sums(mean_indexes: Path, tmp_path: Path, capsys) -> None:
     from dinosearch.cli import main
 
-    query, result = films(12)[0], films(12)[5]
+    query, result = sample_films(12)[0], sample_films(12)[5]
     argv = ["explain", "--index", str(mean_indexes / "m-raw"), "--image", str(query)]
     code = main([*argv, "--result", result.stem, "--out", str(tmp_path / "map.png"), "--json"])
     assert code == 0

@@ -9,10 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from helpers import TINY, save_untrained_adapter
+from helpers import TINY, build_mean_indexes, sample_films
 from PIL import Image
 
 from dinosearch.adapt.adapter import AdapterConfig, DomainAdapter
@@ -21,12 +20,7 @@ from dinosearch.explain import Explainer, PairExplanation, PatchMap
 from dinosearch.explain.draw import scale_of, side_by_side
 from dinosearch.explain.words import EXPLAINS_LITTLE, describe, statement
 
-SAMPLE = Path(__file__).resolve().parents[1] / "dinosearch" / "sample" / "images"
 SIZE = 112  # 8×8 patches
-
-
-def films(n: int) -> list[Path]:
-    return sorted(SAMPLE.glob("*.jpg"))[:n]
 
 
 def adapter_for(explainer: Explainer, images: torch.Tensor) -> DomainAdapter:
@@ -48,7 +42,7 @@ def expected_completeness(m: PatchMap, side: str) -> float:
 def test_completeness_is_computed_and_stated_for_each_method(pooling: str, adapted: bool) -> None:
     backbone = load_backbone(TINY, "random", image_size=SIZE, pooling=pooling)  # type: ignore[arg-type]
     raw = Explainer(backbone)
-    images = raw.inputs(films(4))
+    images = raw.inputs(sample_films(4))
     explainer = Explainer(backbone, adapter_for(raw, images), cache=raw.cache) if adapted else raw
     m = explainer.explain_inputs(images[[0, 3]])
     for side in ("query", "result"):
@@ -94,7 +88,7 @@ def test_the_apps_default_for_cls_is_integrated_gradients_with_more_than_one_ste
     backbone = load_backbone(TINY, "random", image_size=SIZE)  # CLS pooling: input-ig
     searcher = SimpleNamespace(backbone=backbone, adapter=None, fingerprint=backbone.fingerprint)
     why = WhySimilar(SimpleNamespace(raw=searcher, adapted=searcher))  # type: ignore[arg-type]
-    query, result = films(2)
+    query, result = sample_films(2)
     with Image.open(query) as q:
         view = why.view("raw", q.convert("RGB"), str(result))
     m = view.explanation.map
@@ -106,21 +100,8 @@ def test_the_apps_default_for_cls_is_integrated_gradients_with_more_than_one_ste
 @pytest.fixture(scope="module")
 def mean_indexes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """indexes/m-raw and indexes/m-adapted (untrained adapter) of 12 real films, mean pooling."""
-    from dinosearch.features.folder import embed_to_folder
-    from dinosearch.index import build_index
-
     backbone = load_backbone(TINY, "random", image_size=SIZE, pooling="mean")
-    root = tmp_path_factory.mktemp("honest")
-    paths = [str(p) for p in films(12)]
-    records = pd.DataFrame(
-        {"path": paths, "id": [Path(p).stem for p in paths], "label": ["x"] * 12}
-    )
-    embed_to_folder(records, backbone, root / "features", num_workers=0, progress=False)
-    torch.manual_seed(0)
-    save_untrained_adapter(root / "adapter", backbone)
-    build_index(root / "features", root / "indexes" / "m-raw")
-    build_index(root / "features", root / "indexes" / "m-adapted", adapter_dir=root / "adapter")
-    return root / "indexes"
+    return build_mean_indexes(backbone, tmp_path_factory.mktemp("honest"))
 
 
 def numbers(line: str) -> dict[str, float]:
@@ -137,7 +118,7 @@ def test_cli_text_json_and_picture_state_the_same_sums(
 ) -> None:
     from dinosearch.cli import main
 
-    query, result = films(12)[0], films(12)[5]
+    query, result = sample_films(12)[0], sample_films(12)[5]
     argv = ["explain", "--index", str(mean_indexes / index), "--image", str(query)]
     argv += ["--result", result.stem]
     assert main([*argv, "--out", str(tmp_path / "map.png")]) == 0

@@ -170,13 +170,15 @@ def test_app_with_api_queries_the_server(
     monkeypatch.setenv("DINOSEARCH_API", server)
     monkeypatch.setenv("DINOSEARCH_API_KEY", KEY)
     with Client(server, api_key=KEY) as client:
-        before = _searches(client.metrics())
+        before = _answered(client.metrics(), "/v1/search")
         page = AppTest.from_file(str(PAGE), default_timeout=60).run()
         film = queries(image_folder)[0]
         page.sidebar.slider[0].set_value(5)
         page.file_uploader[0].set_value((film.name, film.read_bytes(), "image/png")).run()
         assert not page.exception and not page.error
-        assert _searches(client.metrics()) == before + 1  # one request answered both columns
+        assert (
+            _answered(client.metrics(), "/v1/search") == before + 1
+        )  # one request answered both columns
     own_id = Searcher(indexes / "demo-raw").metadata.set_index("path").loc[str(film), "id"]
     for title in ("Raw backbone", "Adapted"):
         column = next(
@@ -192,36 +194,26 @@ def test_app_with_api_queries_the_server(
         ids = [t.value.removeprefix("id: ") for t in column.text if t.value.startswith("id: ")]
         assert ids[0] == own_id  # the film itself comes first, read from the answering version
     with Client(server, api_key=KEY) as client:  # "why similar": explained by the server
-        before = _explains(client.metrics())
+        before = _answered(client.metrics(), "/v1/explain")
         for column in ("raw", "adapted"):
             box = page.selectbox(key=f"why-pick-{column}")
             box.set_value(box.options[2])
         page.run()
         assert not page.exception and not page.error
-        assert _explains(client.metrics()) == before + 2
+        assert _answered(client.metrics(), "/v1/explain") == before + 2
     captions = [c.value for c in page.caption]
     assert sum("Computed in" in c for c in captions) == 2
 
 
-def _explains(text: str) -> float:
+def _answered(text: str, endpoint: str) -> float:
+    """Requests to ``endpoint`` the server has counted (its /metrics text)."""
     family = next(
         f for f in text_string_to_metric_families(text) if f.name == "dinosearch_requests"
     )
     return sum(
         s.value
         for s in family.samples
-        if s.labels.get("endpoint") == "/v1/explain" and s.name.endswith("_total")
-    )
-
-
-def _searches(text: str) -> float:
-    family = next(
-        f for f in text_string_to_metric_families(text) if f.name == "dinosearch_requests"
-    )
-    return sum(
-        s.value
-        for s in family.samples
-        if s.labels.get("endpoint") == "/v1/search" and s.name.endswith("_total")
+        if s.labels.get("endpoint") == endpoint and s.name.endswith("_total")
     )
 
 
