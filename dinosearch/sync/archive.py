@@ -140,19 +140,17 @@ def _bring_features(config: SyncConfig, out: Path) -> tuple[SyncResult, FeatureS
         old = open_features(out)
     todo = records[~records["id"].isin(have) & ~records["path"].isin(skipped_before)]
     result.added = todo["id"].tolist()
-    if todo.empty and old is None:
-        return result, None
-    if todo.empty and old is not None:
-        features = old
-    else:
-        new_dir = _embed_new(todo.reset_index(drop=True), config, old)
-        features = merge_features(
-            out, listed, new_dir, skipped_paths=set(records["path"]), config=to_dict(config)
-        )
-        if new_dir is not None:
-            remove_dir(new_dir)
-        added = set(features.metadata["id"].astype(str)) if len(features.metadata) else set()
-        result.added = [i for i in result.added if i in added]
+    if todo.empty:  # nothing new: the folder as it is (None before any film arrived)
+        result.skipped = int(old.manifest.get("skipped", 0)) if old is not None else 0
+        return result, old
+    new_dir = _embed_new(todo.reset_index(drop=True), config, old)
+    features = merge_features(
+        out, listed, new_dir, skipped_paths=set(records["path"]), config=to_dict(config)
+    )
+    if new_dir is not None:
+        remove_dir(new_dir)
+    added = set(features.metadata["id"].astype(str)) if len(features.metadata) else set()
+    result.added = [i for i in result.added if i in added]
     result.skipped = int(features.manifest.get("skipped", 0))
     return result, features
 

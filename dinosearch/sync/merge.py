@@ -69,7 +69,7 @@ def merge_features(
         staged.mkdir(parents=True)
         metadata = _write_rows(old, listed, new, staged / "features.npy")
         base = (old or new).manifest  # type: ignore[union-attr]
-        skipped = pd.concat([read_skipped(out if old is not None else None), read_skipped(new_dir)])
+        skipped = pd.concat([read_skipped(out), read_skipped(new_dir)])
         _finish(staged, base, metadata, skipped[skipped["path"].isin(skipped_paths)], config)
         replace_dir(staged, out)
         return load_features(out)
