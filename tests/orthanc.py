@@ -111,10 +111,22 @@ class Orthanc:
         s = self.session()
         ids = []
         for path in paths:
-            r = s.post(f"{self.url}/instances", data=path.read_bytes(), timeout=30)
+            r = self._post_instance(s, path.read_bytes())
             r.raise_for_status()
             ids.append(r.json()["ID"])
         return ids
+
+    def _post_instance(self, s: requests.Session, data: bytes, tries: int = 3) -> requests.Response:
+        """POST /instances, again (at most ``tries`` times) when the connection drops without an
+        answer, as Orthanc's HTTP server did once just after a start on a loaded CI machine; a
+        repeated store of one instance is harmless ("AlreadyStored")."""
+        for attempt in range(1, tries):
+            try:
+                return s.post(f"{self.url}/instances", data=data, timeout=30)
+            except requests.ConnectionError:
+                s = self.session()  # a new connection
+                time.sleep(0.2 * attempt)
+        return s.post(f"{self.url}/instances", data=data, timeout=30)
 
     def delete_patient(self, patient_id: str) -> None:
         """Delete every study of the patient whose PatientID is ``patient_id``."""
